@@ -1,0 +1,232 @@
+package local
+
+import (
+	"bytes"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/larder-cache/larder/internal/store"
+	"github.com/larder-cache/larder/internal/store/storetest"
+)
+
+func TestConformance(t *testing.T) {
+	storetest.TestBlobStore(t, func(t *testing.T) store.BlobStore {
+		s, err := Open(filepath.Join(t.TempDir(), "blobs"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { mustNoTempFiles(t, s) })
+		return s
+	})
+}
+
+// mustNoTempFiles fails t if s has temporary files: every Put, finished or
+// failed, removes its own.
+func mustNoTempFiles(t *testing.T, s *Store) {
+	t.Helper()
+	entries, err := os.ReadDir(s.tmp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		t.Errorf("temporary file %s left behind", e.Name())
+	}
+}
+
+// openTemp opens a store in a new directory and returns it with the
+// directory that holds its root.
+func openTemp(t *testing.T) (*Store, string) {
+	t.Helper()
+	parent := t.TempDir()
+	s, err := Open(filepath.Join(parent, "root"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, parent
+}
+
+func TestOpenReclaimsStaleTempFiles(t *testing.T) {
+	s, _ := openTemp(t)
+	if s.Reclaimed() != 0 {
+		t.Fatalf("fresh store reclaimed %d files", s.Reclaimed())
+	}
+	old := time.Now().Add(-2 * StaleAfter)
+	for _, name := range []string{"put-1", "put-2", "put-3"} {
+		p := filepath.Join(s.tmp, name)
+		if err := os.WriteFile(p, []byte("partial"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	live := filepath.Join(s.tmp, "put-live")
+	if err := os.WriteFile(live, []byte("being written"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := Open(s.root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s2.Reclaimed() != 3 {
+		t.Fatalf("reopen reclaimed %d files, want 3", s2.Reclaimed())
+	}
+	if _, err := os.Stat(live); err != nil {
+		t.Fatalf("a recent temporary file was removed: %v", err)
+	}
+	n, err := s2.Reclaim(0)
+	if err != nil || n != 1 {
+		t.Fatalf("reclaim(0) = %d, %v; want 1, nil", n, err)
+	}
+}
+
+func TestInvalidKeysStayInRoot(t *testing.T) {
+	s, parent := openTemp(t)
+	ctx := t.Context()
+	keys := []string{"../x", "../../x", "a/../../x", "/abs", "..", "../root2/x",
+		"a/../b", "./x", "x/./y", "a//b", "a/", "A", "a\x00b", "..\\x", ""}
+	for _, k := range keys {
+		err := s.Put(ctx, k, strings.NewReader("x"), 1)
+		if !errors.Is(err, ErrInvalidKey) {
+			t.Errorf("put %q: got %v, want ErrInvalidKey", k, err)
+		}
+	}
+	err := s.List(ctx, "../", func(store.BlobInfo) error { return nil })
+	if !errors.Is(err, ErrInvalidKey) {
+		t.Errorf("list ../: got %v, want ErrInvalidKey", err)
+	}
+	var found []string
+	err = filepath.WalkDir(parent, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if p != parent {
+			rel, _ := filepath.Rel(parent, p)
+			found = append(found, filepath.ToSlash(rel))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"root", "root/tmp~"}; !slices.Equal(found, want) {
+		t.Fatalf("files under the parent of the root: %q, want %q", found, want)
+	}
+}
+
+func TestKeyLimits(t *testing.T) {
+	s, _ := openTemp(t)
+	ctx := t.Context()
+	seg := strings.Repeat("s", 200)
+	var long []string
+	for len(strings.Join(long, "/")) < maxKeyLen-len(seg) {
+		long = append(long, seg)
+	}
+	ok := strings.Join(long, "/")
+	ok += "/" + strings.Repeat("e", maxKeyLen-len(ok)-1)
+	cases := []struct {
+		key   string
+		valid bool
+	}{
+		{ok, true},
+		{ok + "x", false},
+		{strings.Repeat("n", maxSegmentLen), true},
+		{strings.Repeat("n", maxSegmentLen+1), false},
+	}
+	for _, c := range cases {
+		err := s.Put(ctx, c.key, strings.NewReader("x"), 1)
+		if c.valid && err != nil {
+			t.Errorf("put key of %d bytes: %v", len(c.key), err)
+		}
+		if !c.valid && !errors.Is(err, ErrInvalidKey) {
+			t.Errorf("put key of %d bytes: got %v, want ErrInvalidKey", len(c.key), err)
+		}
+	}
+}
+
+func TestLayoutAndPermissions(t *testing.T) {
+	s, _ := openTemp(t)
+	data := []byte("nar bytes")
+	if err := s.Put(t.Context(), "nar/ab/cd.nar", bytes.NewReader(data), -1); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(s.root, "nar", "ab", "cd.nar")
+	got, err := os.ReadFile(p)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("blob file %s: %q, %v", p, got, err)
+	}
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if perm := fi.Mode().Perm(); perm != filePerm {
+		t.Errorf("blob file mode %v, want %v", perm, filePerm)
+	}
+	di, err := os.Stat(filepath.Dir(p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if perm := di.Mode().Perm(); perm&^dirPerm != 0 {
+		t.Errorf("blob directory mode %v, want at most %v", perm, dirPerm)
+	}
+}
+
+func TestListSkipsForeignFiles(t *testing.T) {
+	s, _ := openTemp(t)
+	if err := s.Put(t.Context(), "nar/a", strings.NewReader("a"), 1); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"nar/UPPER", "nar/with space", "tmp~/put-x"} {
+		if err := os.WriteFile(filepath.Join(s.root, p), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(filepath.Join(s.root, "nar", "a"), filepath.Join(s.root, "nar", "link")); err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	err := s.List(t.Context(), "", func(b store.BlobInfo) error {
+		keys = append(keys, b.Key)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"nar/a"}; !slices.Equal(keys, want) {
+		t.Fatalf("list: %q, want %q", keys, want)
+	}
+}
+
+func TestListCallbackSkipAllIsAnError(t *testing.T) {
+	s, _ := openTemp(t)
+	for _, k := range []string{"a", "b"} {
+		if err := s.Put(t.Context(), k, strings.NewReader(k), 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := s.List(t.Context(), "", func(store.BlobInfo) error { return fs.SkipAll })
+	if !errors.Is(err, fs.SkipAll) {
+		t.Fatalf("list with a callback returning SkipAll: got %v", err)
+	}
+}
+
+func TestGetReturnsFileForWholeBlob(t *testing.T) {
+	s, _ := openTemp(t)
+	if err := s.Put(t.Context(), "k", strings.NewReader("abc"), 3); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := s.Get(t.Context(), "k", 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	if _, ok := rc.(*os.File); !ok {
+		t.Fatalf("get of a whole blob returned %T, want *os.File", rc)
+	}
+}

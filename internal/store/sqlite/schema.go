@@ -1,0 +1,149 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+)
+
+// migrations are the steps from one schema version to the next:
+// migrations[i] takes a database from version i to version i+1. The
+// version is kept in PRAGMA user_version. Released steps never change;
+// later versions append new ones.
+//
+// Times are unix seconds. AUTOINCREMENT keeps IDs and Seqs from being
+// reused after deletes, which the contract requires of cache IDs and which
+// readers of ListNarInfoKeys rely on to resume after a Seq. Tables are
+// STRICT, so a value of the wrong type is an error, not a silent
+// conversion.
+var migrations = []string{
+	// 1: the initial schema.
+	`
+CREATE TABLE caches (
+	id         INTEGER PRIMARY KEY AUTOINCREMENT,
+	name       TEXT    NOT NULL UNIQUE,
+	private    INTEGER NOT NULL CHECK (private IN (0, 1)),
+	priority   INTEGER NOT NULL,
+	secret_key TEXT    NOT NULL,
+	public_key TEXT    NOT NULL,
+	created_at INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE tokens (
+	id          INTEGER PRIMARY KEY AUTOINCREMENT,
+	hash        TEXT    NOT NULL UNIQUE,
+	cache_id    INTEGER REFERENCES caches (id) ON DELETE CASCADE, -- NULL: every cache
+	perm        TEXT    NOT NULL,
+	description TEXT    NOT NULL,
+	created_at  INTEGER NOT NULL,
+	expires_at  INTEGER                                          -- NULL: never
+) STRICT;
+CREATE INDEX tokens_cache_id ON tokens (cache_id);
+
+CREATE TABLE nars (
+	id          INTEGER PRIMARY KEY AUTOINCREMENT,
+	file_hash   TEXT    NOT NULL UNIQUE,
+	file_size   INTEGER NOT NULL,
+	compression TEXT    NOT NULL,
+	nar_hash    TEXT    NOT NULL,
+	nar_size    INTEGER NOT NULL,
+	blob_key    TEXT    NOT NULL,
+	created_at  INTEGER NOT NULL
+) STRICT;
+CREATE INDEX nars_nar_hash ON nars (nar_hash);
+
+CREATE TABLE cache_nars (
+	cache_id   INTEGER NOT NULL REFERENCES caches (id) ON DELETE CASCADE,
+	nar_id     INTEGER NOT NULL REFERENCES nars (id),
+	created_at INTEGER NOT NULL,
+	PRIMARY KEY (cache_id, nar_id)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX cache_nars_nar_id ON cache_nars (nar_id);
+
+-- A narinfo references the link of its Nar to its cache, so that no
+-- narinfo can serve a Nar its cache does not hold, and unlinking a Nar
+-- removes the narinfos that serve it.
+CREATE TABLE narinfos (
+	seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+	cache_id   INTEGER NOT NULL REFERENCES caches (id) ON DELETE CASCADE,
+	hash       TEXT    NOT NULL,
+	store_path TEXT    NOT NULL,
+	nar_id     INTEGER NOT NULL,
+	nar_hash   TEXT    NOT NULL,
+	nar_size   INTEGER NOT NULL,
+	refs       TEXT    NOT NULL, -- JSON array of strings
+	deriver    TEXT    NOT NULL,
+	system     TEXT    NOT NULL,
+	ca         TEXT    NOT NULL,
+	sigs       TEXT    NOT NULL, -- JSON array of strings
+	created_at INTEGER NOT NULL,
+	UNIQUE (cache_id, hash),
+	FOREIGN KEY (cache_id, nar_id) REFERENCES cache_nars (cache_id, nar_id) ON DELETE CASCADE
+) STRICT;
+CREATE INDEX narinfos_nar_id ON narinfos (nar_id, cache_id);
+
+CREATE TABLE files (
+	cache_id     INTEGER NOT NULL REFERENCES caches (id) ON DELETE CASCADE,
+	key          TEXT    NOT NULL,
+	content_type TEXT    NOT NULL,
+	size         INTEGER NOT NULL,
+	sha256       TEXT    NOT NULL,
+	blob_key     TEXT    NOT NULL,
+	created_at   INTEGER NOT NULL,
+	PRIMARY KEY (cache_id, key)
+) STRICT, WITHOUT ROWID;
+`,
+}
+
+// migrate brings the schema of db to the newest version, applying the
+// missing migrations in one transaction. A database newer than this
+// program is an error, so that an old binary does not write into a schema
+// it does not know.
+func migrate(ctx context.Context, db *sql.DB) error {
+	v, err := schemaVersion(ctx, db)
+	if err != nil {
+		return err
+	}
+	if v == len(migrations) {
+		return nil
+	}
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("migrate schema: %w", err)
+	}
+	defer tx.Rollback()
+	// Another process may have migrated since the first look.
+	if v, err = schemaVersion(ctx, tx); err != nil {
+		return err
+	}
+	if v > len(migrations) {
+		return fmt.Errorf("schema version %d is newer than this program's %d", v, len(migrations))
+	}
+	for i := v; i < len(migrations); i++ {
+		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+			return fmt.Errorf("migrate schema to version %d: %w", i+1, err)
+		}
+	}
+	// PRAGMA takes no parameters; the number is formatted by this program.
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", len(migrations))); err != nil {
+		return fmt.Errorf("set schema version: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("migrate schema: %w", err)
+	}
+	return nil
+}
+
+// querier is a *sql.DB or *sql.Tx.
+type querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// schemaVersion returns the schema version of the database.
+func schemaVersion(ctx context.Context, q querier) (int, error) {
+	var v int
+	if err := q.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+		return 0, fmt.Errorf("read schema version: %w", err)
+	}
+	return v, nil
+}

@@ -1,0 +1,258 @@
+// Package store defines the two storage seams of larder: BlobStore (bytes by
+// key) and MetaStore (caches, tokens, NARs, narinfos and other files).
+//
+// Implementations live in subpackages named after what they use (local,
+// sqlite, and later s3 and postgres). They know nothing of Nix: they keep
+// records and bytes exactly as the service hands them over, and every check of
+// their content belongs to the service. This package must not import any
+// implementation, the service or a front end.
+package store
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+)
+
+// ErrNotFound is returned, possibly wrapped, by every store method asked for
+// something that does not exist. Implementations translate their provider's
+// own "not found" into it at their boundary.
+var ErrNotFound = errors.New("not found")
+
+// ErrExists is returned, possibly wrapped, when a create would replace a
+// record that must be unique (a cache name, a token hash).
+var ErrExists = errors.New("already exists")
+
+// BlobInfo describes one stored blob.
+type BlobInfo struct {
+	Key     string
+	Size    int64
+	ModTime time.Time
+}
+
+// BlobStore keeps immutable byte objects under string keys.
+//
+// Keys are made of the characters [a-z0-9._-] separated by single slashes;
+// no segment is empty, "." or "..", a segment has at most 255 bytes and a
+// key at most 1024. No key is another key followed by "/…" (a file system
+// cannot hold both). Implementations reject other keys with an error and
+// never let a key name a location outside their own root.
+type BlobStore interface {
+	// Put stores the bytes read from r under key. When size is not negative
+	// r must yield exactly size bytes. Put is atomic: if r returns an error,
+	// yields a different number of bytes than size, or ctx ends, nothing is
+	// stored under key and an earlier object under key is unchanged. A
+	// completed Put is durable. Put over an existing key replaces it.
+	Put(ctx context.Context, key string, r io.Reader, size int64) error
+
+	// Get opens the blob under key for reading, starting at offset and
+	// returning at most length bytes (length < 0 reads to the end). The
+	// caller closes the reader. It returns ErrNotFound if key does not exist.
+	// An offset at or past the end yields an empty reader.
+	Get(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error)
+
+	// Stat returns the blob's size and modification time, or ErrNotFound.
+	Stat(ctx context.Context, key string) (BlobInfo, error)
+
+	// Delete removes the blob under key. Deleting a missing key is not an
+	// error.
+	Delete(ctx context.Context, key string) error
+
+	// List calls fn for every blob whose key starts with prefix, in no
+	// particular order. Blobs put or deleted during the walk may or may not be
+	// seen. An error from fn stops the walk and is returned.
+	List(ctx context.Context, prefix string, fn func(BlobInfo) error) error
+}
+
+// Perm is what a token allows on the caches it is scoped to. Each level
+// includes the ones below it.
+type Perm string
+
+// The permission levels, weakest first.
+const (
+	PermRead  Perm = "read"
+	PermWrite Perm = "write"
+	PermAdmin Perm = "admin"
+)
+
+// Includes reports whether p grants at least q.
+func (p Perm) Includes(q Perm) bool { return p.rank() >= q.rank() && q.rank() > 0 }
+
+// Valid reports whether p is one of the defined levels.
+func (p Perm) Valid() bool { return p.rank() > 0 }
+
+func (p Perm) rank() int {
+	switch p {
+	case PermRead:
+		return 1
+	case PermWrite:
+		return 2
+	case PermAdmin:
+		return 3
+	}
+	return 0
+}
+
+// Cache is one named binary cache.
+type Cache struct {
+	ID        int64 // assigned by the store; never reused
+	Name      string
+	Private   bool
+	Priority  int
+	SecretKey string // signing key, "<keyname>:<base64 of 64 bytes>"
+	PublicKey string // "<keyname>:<base64 of 32 bytes>"
+	CreatedAt time.Time
+}
+
+// Token is an access token. Only a hash of the token is kept.
+type Token struct {
+	ID          int64  // assigned by the store
+	Hash        string // hex sha256 of the token text; unique
+	CacheID     int64  // the cache the token is scoped to; 0 means every cache
+	CacheName   string // filled in by reads; "" when CacheID is 0
+	Perm        Perm
+	Description string
+	CreatedAt   time.Time
+	ExpiresAt   time.Time // zero: never expires
+}
+
+// Nar is one stored NAR file, compressed as it was uploaded. It is keyed by
+// FileHash, the hash of the stored bytes, so each file is stored once however
+// many caches hold it.
+type Nar struct {
+	FileHash    string // nix32 sha256 of the stored bytes
+	FileSize    int64
+	Compression string // as in a narinfo: none, xz, zstd, bzip2, gzip, lz4, br
+	NarHash     string // nix32 sha256 of the uncompressed NAR
+	NarSize     int64
+	BlobKey     string // where the bytes are in the BlobStore
+	CreatedAt   time.Time
+}
+
+// NarInfo is the metadata of one store path in one cache. Its file fields
+// (URL, Compression, FileHash, FileSize) come from the Nar named by FileHash;
+// NarHash and NarSize are kept here too because they identify the path's
+// contents (they are part of its signed fingerprint).
+type NarInfo struct {
+	Seq        int64  // assigned by the store, increasing with each new record
+	CacheID    int64  //
+	Hash       string // the 32-character hash part of StorePath
+	StorePath  string // full store path
+	FileHash   string // the Nar this narinfo serves
+	NarHash    string // nix32 sha256 of the NAR, equal to the Nar's
+	NarSize    int64  // equal to the Nar's
+	References []string
+	Deriver    string
+	System     string
+	CA         string
+	Sigs       []string // "<keyname>:<base64>" as uploaded, without the cache's own
+	CreatedAt  time.Time
+}
+
+// NarInfoKey names one narinfo; it is what presence indexes are built from.
+type NarInfoKey struct {
+	Seq     int64
+	CacheID int64
+	Hash    string
+}
+
+// File is any other file of a cache: a NAR listing, a build log, a
+// realisation, a debuginfo link. Its bytes are in the BlobStore.
+type File struct {
+	CacheID     int64
+	Key         string // the cache-relative key, such as "log/<drv>"
+	ContentType string
+	Size        int64
+	SHA256      string // hex sha256 of the bytes
+	BlobKey     string
+	CreatedAt   time.Time
+}
+
+// MetaStore keeps everything but the bytes. Each method is atomic.
+//
+// Conventions every implementation keeps: times are read back in UTC with
+// second precision; a zero CreatedAt given to a create means "now"; nil and
+// empty slices are equal; strings are UTF-8.
+type MetaStore interface {
+	CacheStore
+	TokenStore
+	NarStore
+	FileStore
+	// Close releases the store's resources.
+	Close() error
+}
+
+// CacheStore keeps caches.
+type CacheStore interface {
+	// CreateCache adds c (its ID and CreatedAt are assigned) and returns it as
+	// stored. It returns ErrExists if the name is taken.
+	CreateCache(ctx context.Context, c Cache) (Cache, error)
+	// GetCache returns the cache called name, or ErrNotFound.
+	GetCache(ctx context.Context, name string) (Cache, error)
+	// ListCaches returns every cache, ordered by name.
+	ListCaches(ctx context.Context) ([]Cache, error)
+	// DeleteCache removes the cache called name together with its narinfos,
+	// files, NAR links and tokens. The Nar records and blobs stay for garbage
+	// collection. It returns ErrNotFound if there is no such cache.
+	DeleteCache(ctx context.Context, name string) error
+}
+
+// TokenStore keeps access tokens.
+type TokenStore interface {
+	// CreateToken adds t (its ID and CreatedAt are assigned, CacheName is
+	// filled in) and returns it as stored. It returns
+	// ErrExists if a token with the same hash exists and ErrNotFound if
+	// t.CacheID names no cache.
+	CreateToken(ctx context.Context, t Token) (Token, error)
+	// LookupToken returns the token whose hash is hash, expired or not, or
+	// ErrNotFound.
+	LookupToken(ctx context.Context, hash string) (Token, error)
+	// ListTokens returns every token, ordered by ID.
+	ListTokens(ctx context.Context) ([]Token, error)
+	// DeleteToken removes the token with the given ID, or returns ErrNotFound.
+	DeleteToken(ctx context.Context, id int64) error
+}
+
+// NarStore keeps NAR records, their links to caches, and narinfos.
+type NarStore interface {
+	// GetNar returns the Nar whose file hash is fileHash, in whichever cache,
+	// or ErrNotFound.
+	GetNar(ctx context.Context, fileHash string) (Nar, error)
+	// CacheNar returns the Nar whose file hash is fileHash if it is linked to
+	// the cache, or ErrNotFound.
+	CacheNar(ctx context.Context, cacheID int64, fileHash string) (Nar, error)
+	// AddNar records n unless a Nar with its FileHash exists, links that Nar
+	// to the cache, and returns the Nar as stored (the earlier one if there
+	// was one). It is idempotent. It returns ErrNotFound if the cache does not
+	// exist.
+	AddNar(ctx context.Context, cacheID int64, n Nar) (Nar, error)
+
+	// GetNarInfo returns the narinfo of hash in the cache and the Nar it
+	// serves, or ErrNotFound.
+	GetNarInfo(ctx context.Context, cacheID int64, hash string) (NarInfo, Nar, error)
+	// PutNarInfo writes a narinfo in one transaction: it reads the current
+	// record for (ni.CacheID, ni.Hash), calls merge with it (nil if there is
+	// none), and stores what merge returns; an error from merge is returned
+	// unchanged and nothing is written. merge runs while the transaction
+	// holds locks: it must be quick, pure (it may be called again if the
+	// transaction is retried) and must not call the store, and it must keep
+	// CacheID and Hash. A new record gets a new Seq; an updated one keeps
+	// its Seq. PutNarInfo returns ErrNotFound, writing nothing, if the Nar
+	// named by the merged record's FileHash is not linked to the cache.
+	PutNarInfo(ctx context.Context, ni NarInfo, merge func(old *NarInfo) (NarInfo, error)) (NarInfo, error)
+	// ListNarInfoKeys returns up to limit narinfo keys with Seq greater than
+	// after, in Seq order, across all caches. Seqs become visible in commit
+	// order, so a reader paging with after never skips a record committed
+	// later with a lower Seq. Deleted records are not reported.
+	ListNarInfoKeys(ctx context.Context, after int64, limit int) ([]NarInfoKey, error)
+}
+
+// FileStore keeps the records of the other files of caches.
+type FileStore interface {
+	// PutFile records f, replacing any record with the same cache and key.
+	// It returns ErrNotFound if the cache does not exist.
+	PutFile(ctx context.Context, f File) error
+	// GetFile returns the record of key in the cache, or ErrNotFound.
+	GetFile(ctx context.Context, cacheID int64, key string) (File, error)
+}
