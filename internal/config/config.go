@@ -1,0 +1,158 @@
+// Package config owns larder's configuration: its defaults, the TOML file,
+// LARDER_* environment variables and command-line flags, applied in that
+// order, and the validation that runs before anything starts.
+//
+// Every setting is one field of Config. Its toml tag names it in the file;
+// the environment variable is LARDER_ followed by the upper-cased name, and
+// the flag is the name with dashes for underscores. The help tag documents it
+// for flags and the README alike. Nothing else in larder reads the
+// environment for settings.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Config holds every setting of larder.
+type Config struct {
+	Data      string `toml:"data" help:"data directory: SQLite database, blobs and admin-token"`
+	Listen    string `toml:"listen" help:"address to listen on (host:port)"`
+	PublicURL string `toml:"public_url" help:"URL clients reach larder at, used in printed instructions (default http://LISTEN)"`
+
+	LogLevel  string `toml:"log_level" help:"log level: debug, info, warn or error"`
+	LogFormat string `toml:"log_format" help:"log format: text or json"`
+
+	MaxNarInfoSize        ByteSize `toml:"max_narinfo_size" help:"largest narinfo accepted"`
+	MaxUploadSize         ByteSize `toml:"max_upload_size" help:"largest compressed NAR accepted"`
+	MaxNarSize            ByteSize `toml:"max_nar_size" help:"largest uncompressed NAR accepted"`
+	MaxFileSize           ByteSize `toml:"max_file_size" help:"largest listing, log, realisation or debuginfo file accepted"`
+	MaxDecompressionRatio float64  `toml:"max_decompression_ratio" help:"largest NarSize/FileSize ratio once past decompression_ratio_floor (0: no limit)"`
+	DecompressionFloor    ByteSize `toml:"decompression_ratio_floor" help:"uncompressed bytes a NAR may reach before max_decompression_ratio applies"`
+
+	BodyTimeout     Duration `toml:"body_timeout" help:"how long an upload may send nothing before it is abandoned"`
+	ShutdownTimeout Duration `toml:"shutdown_timeout" help:"how long a stopping server waits for requests in flight"`
+	SyncInterval    Duration `toml:"sync_interval" help:"how often the server picks up changes made by other processes"`
+}
+
+// Default returns the configuration larder runs with when nothing is set.
+func Default() Config {
+	return Config{
+		Data:                  "larder-data",
+		Listen:                "127.0.0.1:8080",
+		LogLevel:              "info",
+		LogFormat:             "text",
+		MaxNarInfoSize:        1 << 20,
+		MaxUploadSize:         32 << 30,
+		MaxNarSize:            32 << 30,
+		MaxFileSize:           64 << 20,
+		MaxDecompressionRatio: 1000,
+		DecompressionFloor:    64 << 20,
+		BodyTimeout:           Duration(time.Minute),
+		ShutdownTimeout:       Duration(30 * time.Second),
+		SyncInterval:          Duration(2 * time.Second),
+	}
+}
+
+// LoadFile applies the settings of the TOML file at path to c. Keys the file
+// sets that Config does not know are an error, so a typo does not pass
+// silently.
+func (c *Config) LoadFile(path string) error {
+	md, err := toml.DecodeFile(path, c)
+	if err != nil {
+		return fmt.Errorf("read config file %s: %w", path, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		keys := make([]string, len(und))
+		for i, k := range und {
+			keys[i] = k.String()
+		}
+		return fmt.Errorf("read config file %s: unknown setting %s", path, strings.Join(keys, ", "))
+	}
+	return nil
+}
+
+// Validate checks that c can be used, and fills in values derived from
+// others (PublicURL from Listen).
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if c.Data == "" {
+		bad("data: must not be empty")
+	}
+	if _, port, err := net.SplitHostPort(c.Listen); err != nil || port == "" {
+		bad("listen: %q is not host:port", c.Listen)
+	}
+	if c.PublicURL == "" {
+		c.PublicURL = "http://" + c.Listen
+	}
+	if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		bad("public_url: %q is not an http(s) URL", c.PublicURL)
+	}
+	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log_level: %q is not debug, info, warn or error", c.LogLevel)
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		bad("log_format: %q is not text or json", c.LogFormat)
+	}
+	for name, v := range map[string]ByteSize{
+		"max_narinfo_size": c.MaxNarInfoSize, "max_upload_size": c.MaxUploadSize,
+		"max_nar_size": c.MaxNarSize, "max_file_size": c.MaxFileSize,
+	} {
+		if v <= 0 {
+			bad("%s: must be positive", name)
+		}
+	}
+	if c.MaxDecompressionRatio < 0 {
+		bad("max_decompression_ratio: must not be negative")
+	}
+	if c.BodyTimeout <= 0 || c.ShutdownTimeout <= 0 || c.SyncInterval <= 0 {
+		bad("body_timeout, shutdown_timeout and sync_interval must be positive")
+	}
+	return errors.Join(errs...)
+}
+
+// DatabasePath is where the embedded SQLite database lives.
+func (c *Config) DatabasePath() string { return filepath.Join(c.Data, "larder.db") }
+
+// BlobDir is where the embedded blob store keeps its files.
+func (c *Config) BlobDir() string { return filepath.Join(c.Data, "blobs") }
+
+// AdminTokenPath is the file the first start writes the admin token to.
+func (c *Config) AdminTokenPath() string { return filepath.Join(c.Data, "admin-token") }
+
+// Load builds a Config the way every larder command does: defaults, then the
+// file named by configPath (or LARDER_CONFIG), then the environment. Flags
+// are applied by the caller afterwards (see Flags), then Validate.
+func Load(configPath string, environ []string) (Config, error) {
+	c := Default()
+	if configPath == "" {
+		configPath = lookupEnv(environ, "LARDER_CONFIG")
+	}
+	if configPath != "" {
+		if err := c.LoadFile(configPath); err != nil {
+			return c, err
+		}
+	}
+	if err := c.ApplyEnv(environ); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+func lookupEnv(environ []string, name string) string {
+	if v := lookupEnvOK(environ, name); v != nil {
+		return *v
+	}
+	return ""
+}

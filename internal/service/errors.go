@@ -1,0 +1,74 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// Code classifies a service error. Each front end maps codes to its own
+// protocol's status in one place.
+type Code int
+
+// The error codes.
+const (
+	CodeInternal        Code = iota // a fault of larder or its stores; detail is logged, not shown
+	CodeInvalid                     // the request or its body is malformed or inconsistent
+	CodeNotFound                    // no such cache or key
+	CodeUnauthenticated             // credentials missing or unknown
+	CodeForbidden                   // credentials valid but not sufficient
+	CodeConflict                    // the request contradicts what is stored
+	CodeTooLarge                    // a configured limit was exceeded
+	CodeLengthRequired              // an upload without a Content-Length
+	CodeUnsupported                 // a valid request larder does not serve
+	CodeClientGone                  // the client stopped sending or went away
+)
+
+// Error is an error with a code and a one-line message meant for the client.
+// Err, if set, carries detail for the log.
+type Error struct {
+	Code Code
+	Msg  string
+	Err  error
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return e.Msg + ": " + e.Err.Error()
+	}
+	return e.Msg
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+func errorf(code Code, format string, args ...any) *Error {
+	return &Error{Code: code, Msg: fmt.Sprintf(format, args...)}
+}
+
+// internal wraps an unexpected error. Its message is never shown to clients.
+func internal(err error, format string, args ...any) *Error {
+	return &Error{Code: CodeInternal, Msg: fmt.Sprintf(format, args...), Err: err}
+}
+
+// CodeOf returns the code of err: the code of the first *Error in its chain,
+// CodeClientGone for a cancelled context, and CodeInternal otherwise.
+func CodeOf(err error) Code {
+	var e *Error
+	switch {
+	case errors.As(err, &e):
+		return e.Code
+	case errors.Is(err, context.Canceled):
+		return CodeClientGone
+	}
+	return CodeInternal
+}
+
+// Message returns the client-facing message of err, or "" for internal
+// errors, whose detail must not be shown.
+func Message(err error) string {
+	var e *Error
+	if errors.As(err, &e) && e.Code != CodeInternal {
+		return e.Msg
+	}
+	return ""
+}

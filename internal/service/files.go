@@ -1,0 +1,134 @@
+package service
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"strings"
+
+	"github.com/larder-cache/larder/internal/nixkey"
+	"github.com/larder-cache/larder/internal/store"
+	"github.com/nix-community/go-nix/pkg/storepath"
+)
+
+// contentTypes are the types larder serves the other files of a cache with,
+// whatever the uploader said.
+var contentTypes = map[nixkey.Kind]string{
+	nixkey.Listing:     "application/json",
+	nixkey.Log:         "text/plain; charset=utf-8",
+	nixkey.Realisation: "application/json",
+	nixkey.DebugInfo:   "application/json",
+}
+
+// PutFile stores a listing, build log, realisation or debuginfo file after
+// checking that its content fits its kind. Re-uploading replaces the file.
+func (s *Service) PutFile(ctx context.Context, c Cache, key nixkey.Key, body []byte) error {
+	ctype, ok := contentTypes[key.Kind]
+	if !ok {
+		return errorf(CodeInvalid, "%s is not a listing, log, realisation or debuginfo key", key)
+	}
+	if int64(len(body)) > s.limits.MaxFileSize {
+		return errorf(CodeTooLarge, "%s is %d bytes, more than the limit of %d", key, len(body), s.limits.MaxFileSize)
+	}
+	if err := checkFile(key, body); err != nil {
+		return &Error{Code: CodeInvalid, Msg: key.String() + ": " + err.Error()}
+	}
+	sum := sha256.Sum256(body)
+	hash := hex.EncodeToString(sum[:])
+	blobKey := "file/" + hash[:2] + "/" + hash
+	if _, err := s.blobs.Stat(ctx, blobKey); errors.Is(err, store.ErrNotFound) {
+		if err := s.blobs.Put(ctx, blobKey, bytes.NewReader(body), int64(len(body))); err != nil {
+			return internal(err, "store %s", key)
+		}
+	} else if err != nil {
+		return internal(err, "stat blob of %s", key)
+	}
+	err := s.meta.PutFile(ctx, store.File{
+		CacheID: c.entry.ID, Key: key.String(), ContentType: ctype,
+		Size: int64(len(body)), SHA256: hash, BlobKey: blobKey,
+	})
+	if err != nil {
+		return s.writeFailed(ctx, c, err, "record %s", key)
+	}
+	return nil
+}
+
+// checkFile checks that body is a plausible file of the key's kind.
+func checkFile(key nixkey.Key, body []byte) error {
+	switch key.Kind {
+	case nixkey.Listing:
+		var ls struct {
+			Version int             `json:"version"`
+			Root    json.RawMessage `json:"root"`
+		}
+		if err := strictJSON(body, &ls); err != nil {
+			return err
+		}
+		if ls.Version != 1 || len(ls.Root) == 0 {
+			return errors.New("a NAR listing needs \"version\": 1 and a \"root\"")
+		}
+	case nixkey.Realisation:
+		var r struct {
+			ID      string `json:"id"`
+			OutPath string `json:"outPath"`
+		}
+		if err := strictJSON(body, &r); err != nil {
+			return err
+		}
+		if r.ID != key.Name {
+			return errors.New("its \"id\" does not match the key")
+		}
+		if _, err := storepath.FromString(r.OutPath); err != nil {
+			return errors.New("its \"outPath\" is not a store path name")
+		}
+	case nixkey.DebugInfo:
+		var d struct {
+			Archive string `json:"archive"`
+			Member  string `json:"member"`
+		}
+		if err := strictJSON(body, &d); err != nil {
+			return err
+		}
+		if !strings.HasPrefix(d.Archive, "../nar/") || d.Member == "" {
+			return errors.New("a debuginfo file needs \"archive\": \"../nar/…\" and a \"member\"")
+		}
+	}
+	return nil
+}
+
+// strictJSON decodes one JSON object into v and rejects anything after it.
+func strictJSON(body []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(v); err != nil {
+		return errors.New("not valid JSON: " + err.Error())
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("not valid JSON: data after the object")
+	}
+	return nil
+}
+
+// File returns the record of a listing, log, realisation or debuginfo file.
+func (s *Service) File(ctx context.Context, c Cache, key nixkey.Key) (store.File, error) {
+	f, err := s.meta.GetFile(ctx, c.entry.ID, key.String())
+	if errors.Is(err, store.ErrNotFound) {
+		return store.File{}, errorf(CodeNotFound, "cache %s has no %s", c.entry.Name, key)
+	}
+	if err != nil {
+		return store.File{}, internal(err, "look up %s", key)
+	}
+	return f, nil
+}
+
+// ReadFile opens the bytes of a file returned by File.
+func (s *Service) ReadFile(ctx context.Context, f store.File) (io.ReadCloser, error) {
+	r, err := s.blobs.Get(ctx, f.BlobKey, 0, -1)
+	if err != nil {
+		return nil, internal(err, "open blob of %s", f.Key)
+	}
+	return r, nil
+}

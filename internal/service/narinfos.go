@@ -1,0 +1,183 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/larder-cache/larder/internal/compression"
+	"github.com/larder-cache/larder/internal/narinfo"
+	"github.com/larder-cache/larder/internal/nixkey"
+	"github.com/larder-cache/larder/internal/store"
+)
+
+// PutNarInfo accepts an uploaded narinfo for key (<hash>.narinfo). It is
+// accepted only if its StorePath has the key's hash, its URL names a NAR file
+// uploaded to this cache, and its Compression, FileHash, FileSize, NarHash and
+// NarSize agree with that file. It then becomes visible in one transaction.
+//
+// If the cache already has a narinfo for the path, the first upload wins: an
+// upload with the same NarHash, NarSize and References only adds the
+// signatures it carries; one that differs is refused with CodeConflict.
+// PutNarInfo reports whether the narinfo is new.
+func (s *Service) PutNarInfo(ctx context.Context, c Cache, key nixkey.Key, body []byte) (bool, error) {
+	if key.Kind != nixkey.NarInfo {
+		return false, errorf(CodeInvalid, "%s is not a narinfo key", key)
+	}
+	if int64(len(body)) > s.limits.MaxNarInfoSize {
+		return false, errorf(CodeTooLarge, "narinfo is %d bytes, more than the limit of %d", len(body), s.limits.MaxNarInfoSize)
+	}
+	ni, err := narinfo.Parse(body)
+	if err != nil {
+		return false, &Error{Code: CodeInvalid, Msg: fmt.Sprintf("%s: %v", key, err)}
+	}
+	rec, err := s.checkNarInfo(ctx, c, key, ni)
+	if err != nil {
+		return false, err
+	}
+	created := false
+	_, err = s.meta.PutNarInfo(ctx, rec, func(old *store.NarInfo) (store.NarInfo, error) {
+		if old == nil {
+			created = true
+			return rec, nil
+		}
+		created = false
+		return mergeNarInfo(*old, rec)
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return false, errorf(CodeConflict, "%s: %s is not in cache %s; upload the NAR first", key, ni.URL, c.entry.Name)
+	}
+	if err != nil {
+		if CodeOf(err) != CodeInternal {
+			return false, err
+		}
+		return false, internal(err, "store %s", key)
+	}
+	if created {
+		s.index.Add(c.entry.ID, key.Hash)
+	}
+	return created, nil
+}
+
+// checkNarInfo checks an uploaded narinfo against its key and the NAR file it
+// names, and returns the record to store.
+func (s *Service) checkNarInfo(ctx context.Context, c Cache, key nixkey.Key, ni *narinfo.NarInfo) (store.NarInfo, error) {
+	bad := func(format string, args ...any) (store.NarInfo, error) {
+		return store.NarInfo{}, errorf(CodeInvalid, "%s: "+format, append([]any{key}, args...)...)
+	}
+	if h := ni.HashPart(); h != key.Hash {
+		return bad("StorePath %s does not have the hash %s the key names", ni.StorePath, key.Hash)
+	}
+	urlKey, err := nixkey.Parse(ni.URL)
+	if err != nil || urlKey.Kind != nixkey.Nar {
+		return bad("URL %q is not of the form nar/<file hash>.nar[.ext]", ni.URL)
+	}
+	if !compression.Supported(ni.Compression) {
+		return store.NarInfo{}, errorf(CodeUnsupported, "%s: larder does not support Compression %s", key, ni.Compression)
+	}
+	if want := narExt(ni.Compression); want != urlKey.Ext {
+		return bad("URL %s does not end in .nar%s as Compression %s needs", ni.URL, want, ni.Compression)
+	}
+	nar, err := s.meta.CacheNar(ctx, c.entry.ID, urlKey.Hash)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.NarInfo{}, errorf(CodeConflict, "%s: %s is not in cache %s; upload the NAR first", key, ni.URL, c.entry.Name)
+	}
+	if err != nil {
+		return store.NarInfo{}, internal(err, "look up %s", ni.URL)
+	}
+	switch {
+	case ni.Compression != nar.Compression:
+		return bad("Compression is %s but %s is compressed with %s", ni.Compression, ni.URL, nar.Compression)
+	case !ni.FileHash.IsZero() && ni.FileHash.Nix32() != nar.FileHash:
+		return bad("FileHash is %s but %s has sha256:%s", ni.FileHash, ni.URL, nar.FileHash)
+	case ni.FileSize != 0 && ni.FileSize != uint64(nar.FileSize):
+		return bad("FileSize is %d but %s has %d bytes", ni.FileSize, ni.URL, nar.FileSize)
+	case ni.NarHash.Nix32() != nar.NarHash:
+		return bad("NarHash is %s but the NAR in %s has sha256:%s", ni.NarHash, ni.URL, nar.NarHash)
+	case ni.NarSize != uint64(nar.NarSize):
+		return bad("NarSize is %d but the NAR in %s has %d bytes", ni.NarSize, ni.URL, nar.NarSize)
+	}
+	return store.NarInfo{
+		CacheID:    c.entry.ID,
+		Hash:       key.Hash,
+		StorePath:  ni.StorePath,
+		FileHash:   nar.FileHash,
+		NarHash:    nar.NarHash,
+		NarSize:    nar.NarSize,
+		References: ni.References,
+		Deriver:    ni.Deriver,
+		System:     ni.System,
+		CA:         ni.CA,
+		Sigs:       withoutKey(ni.Sigs, c.entry.key.Name()),
+	}, nil
+}
+
+// mergeNarInfo applies a re-upload to the stored narinfo of the same path.
+func mergeNarInfo(old, upd store.NarInfo) (store.NarInfo, error) {
+	switch {
+	case old.StorePath != upd.StorePath:
+		return old, errorf(CodeConflict, "the cache holds %s under this hash, not %s", old.StorePath, upd.StorePath)
+	case old.NarHash != upd.NarHash:
+		return old, errorf(CodeConflict, "%s is already in the cache with NarHash sha256:%s, not sha256:%s (the first upload wins)",
+			old.StorePath, old.NarHash, upd.NarHash)
+	case old.NarSize != upd.NarSize || !slices.Equal(old.References, upd.References):
+		return old, errorf(CodeConflict, "%s is already in the cache with other NarSize or References (the first upload wins)", old.StorePath)
+	}
+	for _, sig := range upd.Sigs {
+		if !slices.Contains(old.Sigs, sig) {
+			old.Sigs = append(old.Sigs, sig)
+		}
+	}
+	return old, nil
+}
+
+// withoutKey drops the signatures made with the key called name: the cache
+// adds its own when it serves a narinfo.
+func withoutKey(sigs []string, name string) []string {
+	var out []string
+	for _, s := range sigs {
+		if keyName, _, _ := strings.Cut(s, ":"); keyName != name {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// NarInfo returns the narinfo of the store path hash in the cache, signed
+// with the cache's key. A hash the presence index does not know is answered
+// without touching the database.
+func (s *Service) NarInfo(ctx context.Context, c Cache, hash string) ([]byte, error) {
+	if !s.index.Has(c.entry.ID, hash) {
+		return nil, errorf(CodeNotFound, "cache %s has no %s.narinfo", c.entry.Name, hash)
+	}
+	rec, nar, err := s.meta.GetNarInfo(ctx, c.entry.ID, hash)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, errorf(CodeNotFound, "cache %s has no %s.narinfo", c.entry.Name, hash)
+	}
+	if err != nil {
+		return nil, internal(err, "get %s.narinfo", hash)
+	}
+	fileHash, err1 := narinfo.ParseHash("sha256:" + nar.FileHash)
+	narHash, err2 := narinfo.ParseHash("sha256:" + rec.NarHash)
+	if err := errors.Join(err1, err2); err != nil {
+		return nil, internal(err, "stored hashes of %s.narinfo", hash)
+	}
+	ni := &narinfo.NarInfo{
+		StorePath:   rec.StorePath,
+		URL:         "nar/" + nar.FileHash + ".nar" + narExt(nar.Compression),
+		Compression: nar.Compression,
+		FileHash:    fileHash,
+		FileSize:    uint64(nar.FileSize),
+		NarHash:     narHash,
+		NarSize:     uint64(rec.NarSize),
+		References:  rec.References,
+		Deriver:     rec.Deriver,
+		System:      rec.System,
+		Sigs:        slices.Clip(rec.Sigs),
+		CA:          rec.CA,
+	}
+	ni.Sign(c.entry.key)
+	return ni.Bytes(), nil
+}

@@ -1,0 +1,188 @@
+// Package service is larder's core: the only code that combines the
+// BlobStore and the MetaStore. It owns every invariant of the cache: uploads
+// are verified before they become visible, each NAR file is stored once,
+// narinfos are signed with their cache's key, and tokens decide who reads and
+// writes which cache.
+//
+// Front ends (the Nix HTTP protocol, the CLI, later S3 and an admin API)
+// translate their protocol into calls of Service and map its errors, whose
+// codes are defined in errors.go, back. This package must not import a front
+// end or a store implementation.
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/larder-cache/larder/internal/presence"
+	"github.com/larder-cache/larder/internal/store"
+)
+
+// Limits bound what an upload may be.
+type Limits struct {
+	MaxNarInfoSize int64   // bytes of a narinfo
+	MaxUploadSize  int64   // bytes of a NAR file as uploaded
+	MaxNarSize     int64   // bytes of a NAR after decompression
+	MaxFileSize    int64   // bytes of a listing, log, realisation or debuginfo
+	MaxRatio       float64 // NarSize/FileSize once NarSize passes RatioFloor; 0: none
+	RatioFloor     int64
+}
+
+// Options configure a Service.
+type Options struct {
+	Meta   store.MetaStore
+	Blobs  store.BlobStore
+	Logger *slog.Logger
+	Limits Limits
+	// KeyHost is part of the names of signing keys made for new caches
+	// ("<cache>.<KeyHost>-1"), so that caches of different servers have
+	// different key names.
+	KeyHost string
+}
+
+// Service is the cache service. It is safe for concurrent use.
+type Service struct {
+	meta    store.MetaStore
+	blobs   store.BlobStore
+	log     *slog.Logger
+	limits  Limits
+	keyHost string
+	index   *presence.Index
+
+	mu     sync.RWMutex
+	caches map[string]*cacheEntry // by name
+
+	syncMu  sync.Mutex // serialises Sync
+	lastSeq int64      // highest narinfo Seq in the index
+}
+
+// New returns a Service over the given stores, with its cache list and
+// presence index loaded.
+func New(ctx context.Context, opts Options) (*Service, error) {
+	if opts.Meta == nil || opts.Blobs == nil {
+		return nil, errors.New("service needs a metadata store and a blob store")
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Service{
+		meta:    opts.Meta,
+		blobs:   opts.Blobs,
+		log:     log,
+		limits:  opts.Limits,
+		keyHost: opts.KeyHost,
+		index:   presence.New(),
+		caches:  map[string]*cacheEntry{},
+	}
+	if s.keyHost == "" {
+		s.keyHost = "larder"
+	}
+	if err := s.Sync(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Run keeps the service in step with changes other processes make to the
+// stores (the CLI, other replicas) until ctx ends.
+func (s *Service) Run(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := s.Sync(ctx); err != nil && ctx.Err() == nil {
+				s.log.Error("sync with metadata store", "err", err)
+			}
+		}
+	}
+}
+
+// Sync rereads the cache list and adds narinfos committed since the last
+// Sync to the presence index.
+func (s *Service) Sync(ctx context.Context) error {
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
+	if err := s.reloadCaches(ctx); err != nil {
+		return err
+	}
+	const page = 10000
+	for {
+		keys, err := s.meta.ListNarInfoKeys(ctx, s.lastSeq, page)
+		if err != nil {
+			return fmt.Errorf("list narinfos after %d: %w", s.lastSeq, err)
+		}
+		for _, k := range keys {
+			s.index.Add(k.CacheID, k.Hash)
+			s.lastSeq = k.Seq
+		}
+		if len(keys) < page {
+			return nil
+		}
+	}
+}
+
+// reloadCaches replaces the in-memory cache list with the store's.
+func (s *Service) reloadCaches(ctx context.Context) error {
+	list, err := s.meta.ListCaches(ctx)
+	if err != nil {
+		return fmt.Errorf("list caches: %w", err)
+	}
+	next := make(map[string]*cacheEntry, len(list))
+	for _, c := range list {
+		e, err := newCacheEntry(c)
+		if err != nil {
+			return err
+		}
+		next[c.Name] = e
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for name, old := range s.caches {
+		if e, ok := next[name]; !ok || e.ID != old.ID {
+			s.index.DropCache(old.ID)
+		}
+	}
+	s.caches = next
+	return nil
+}
+
+// cache returns the cache called name. A name the service does not know is
+// looked up in the store, so that caches created by another process (the
+// CLI, another replica) are found at once.
+func (s *Service) cache(ctx context.Context, name string) (*cacheEntry, error) {
+	s.mu.RLock()
+	e, ok := s.caches[name]
+	s.mu.RUnlock()
+	if ok {
+		return e, nil
+	}
+	c, err := s.meta.GetCache(ctx, name)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, errorf(CodeNotFound, "there is no cache named %q", name)
+	}
+	if err != nil {
+		return nil, internal(err, "look up cache %s", name)
+	}
+	if e, err = newCacheEntry(c); err != nil {
+		return nil, internal(err, "load cache %s", name)
+	}
+	s.mu.Lock()
+	if cur, ok := s.caches[name]; ok {
+		e = cur
+	} else {
+		s.caches[name] = e
+	}
+	s.mu.Unlock()
+	return e, nil
+}
+
+// Limits returns the upload limits the service enforces.
+func (s *Service) Limits() Limits { return s.limits }
