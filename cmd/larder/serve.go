@@ -1,0 +1,115 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/larder-cache/larder/internal/app"
+	"github.com/larder-cache/larder/internal/nixhttp"
+	"github.com/larder-cache/larder/internal/store"
+)
+
+func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	c, err := newCommand("serve", args, stderr)
+	if err != nil {
+		return err
+	}
+	if _, err := c.parse(args); err != nil {
+		return err
+	}
+	a, err := c.open(ctx, stderr)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	cfg := a.Config
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	handler := nixhttp.New(a.Service, nixhttp.Options{
+		Logger:      a.Log.With("component", "http"),
+		BodyTimeout: time.Duration(cfg.BodyTimeout),
+		PublicURL:   cfg.PublicURL,
+	})
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go a.Run(runCtx)
+
+	if err := printWelcome(ctx, stdout, a); err != nil {
+		return err
+	}
+	a.Log.Info("serving", "listen", ln.Addr().String(), "url", cfg.PublicURL, "data", cfg.Data)
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	a.Log.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
+	shutCtx, done := context.WithTimeout(context.Background(), time.Duration(cfg.ShutdownTimeout))
+	defer done()
+	if err := srv.Shutdown(shutCtx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("shut down: %w", err)
+	}
+	a.Log.Info("stopped")
+	return nil
+}
+
+// printWelcome tells the operator how to use the server: the substituter
+// URLs and keys of its caches, the nix.conf lines, and a push command.
+func printWelcome(ctx context.Context, w io.Writer, a *app.App) error {
+	caches, err := a.Service.ListCaches(ctx)
+	if err != nil {
+		return userError(err)
+	}
+	base := a.Config.PublicURL
+	host := base
+	if u, err := url.Parse(base); err == nil {
+		host = u.Hostname()
+	}
+	fmt.Fprintf(w, "larder is serving %s (data in %s)\n", base, a.Config.Data)
+	if a.Initialised {
+		fmt.Fprintf(w, "First start: created the cache main and an admin token in %s\n", a.Config.AdminTokenPath())
+	}
+	var first *store.Cache
+	for i, c := range caches {
+		vis := "public"
+		if c.Private {
+			vis = "private"
+		}
+		fmt.Fprintf(w, "\ncache %s (%s): %s/%s\n  public key: %s\n", c.Name, vis, base, c.Name, c.PublicKey)
+		if first == nil {
+			first = &caches[i]
+		}
+	}
+	if first == nil {
+		fmt.Fprintln(w, "\nThere are no caches yet: larder cache create NAME")
+		return nil
+	}
+	fmt.Fprintf(w, `
+To substitute from %[1]s, add to nix.conf:
+  extra-substituters = %[2]s/%[1]s
+  extra-trusted-public-keys = %[3]s
+
+To push, give Nix a token through a netrc file and copy a closure:
+  printf 'machine %[4]s\nlogin larder\npassword %%s\n' "$(cat %[5]s)" > larder.netrc
+  nix copy --netrc-file "$PWD/larder.netrc" --to '%[2]s/%[1]s' "$(nix-build '<nixpkgs>' -A hello)"
+`, first.Name, base, first.PublicKey, host, a.Config.AdminTokenPath())
+	return nil
+}

@@ -1,0 +1,200 @@
+// Package app assembles larder from a configuration: it opens the stores the
+// configuration names, builds the service on them, and sets up a new data
+// directory on first use. Every command (the server and the CLI) goes
+// through Open, so they all see the same data in the same way.
+//
+// This is the one package that chooses store implementations.
+package app
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/larder-cache/larder/internal/config"
+	"github.com/larder-cache/larder/internal/service"
+	"github.com/larder-cache/larder/internal/store"
+	"github.com/larder-cache/larder/internal/store/local"
+	"github.com/larder-cache/larder/internal/store/sqlite"
+)
+
+// App is an assembled larder.
+type App struct {
+	Config  config.Config
+	Log     *slog.Logger
+	Meta    store.MetaStore
+	Blobs   store.BlobStore
+	Service *service.Service
+	// Initialised is set when Open set up a new installation: it created the
+	// cache main and wrote an admin token to Config.AdminTokenPath().
+	Initialised bool
+
+	localBlobs *local.Store
+}
+
+// Open opens the stores of cfg (which must be validated) and the service on
+// them. On a data directory without caches and tokens it creates the cache
+// main and an admin token for every cache, written to admin-token (0600).
+func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error) {
+	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
+		return nil, fmt.Errorf("create data directory: %w", err)
+	}
+	// The database holds the caches' signing keys: readable by its owner
+	// only. SQLite gives its -wal and -shm files the same mode.
+	if f, err := os.OpenFile(cfg.DatabasePath(), os.O_CREATE|os.O_RDONLY, 0o600); err == nil {
+		f.Close()
+	}
+	meta, err := sqlite.Open(ctx, cfg.DatabasePath())
+	if err != nil {
+		return nil, fmt.Errorf("open database %s: %w", cfg.DatabasePath(), err)
+	}
+	blobs, err := local.Open(cfg.BlobDir())
+	if err != nil {
+		meta.Close()
+		return nil, fmt.Errorf("open blob store %s: %w", cfg.BlobDir(), err)
+	}
+	if n := blobs.Reclaimed(); n > 0 {
+		log.Info("reclaimed leftovers of interrupted uploads", "files", n)
+	}
+	svc, err := service.New(ctx, service.Options{
+		Meta: meta, Blobs: blobs, Logger: log.With("component", "service"),
+		Limits:  Limits(cfg),
+		KeyHost: keyHost(),
+	})
+	if err != nil {
+		meta.Close()
+		return nil, err
+	}
+	a := &App{Config: cfg, Log: log, Meta: meta, Blobs: blobs, Service: svc, localBlobs: blobs}
+	if err := a.initialise(ctx); err != nil {
+		meta.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+// Limits returns the service limits a configuration sets.
+func Limits(cfg config.Config) service.Limits {
+	return service.Limits{
+		MaxNarInfoSize: int64(cfg.MaxNarInfoSize),
+		MaxUploadSize:  int64(cfg.MaxUploadSize),
+		MaxNarSize:     int64(cfg.MaxNarSize),
+		MaxFileSize:    int64(cfg.MaxFileSize),
+		MaxRatio:       cfg.MaxDecompressionRatio,
+		RatioFloor:     int64(cfg.DecompressionFloor),
+	}
+}
+
+// initialise sets up a new installation: the cache main and an admin token.
+func (a *App) initialise(ctx context.Context) error {
+	caches, err := a.Service.ListCaches(ctx)
+	if err != nil {
+		return err
+	}
+	tokens, err := a.Service.ListTokens(ctx)
+	if err != nil {
+		return err
+	}
+	if len(caches) > 0 || len(tokens) > 0 {
+		return nil
+	}
+	_, token, err := a.Service.Bootstrap(ctx)
+	if err != nil {
+		return fmt.Errorf("set up new data directory: %w", err)
+	}
+	if err := writeSecret(a.Config.AdminTokenPath(), token+"\n"); err != nil {
+		return err
+	}
+	a.Initialised = true
+	a.Log.Info("set up new data directory", "dir", a.Config.Data, "cache", "main", "admin_token", a.Config.AdminTokenPath())
+	return nil
+}
+
+// writeSecret writes a file readable by its owner only, atomically.
+func writeSecret(path, content string) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o600); err == nil {
+		_, err = io.WriteString(tmp, content)
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// Run does the server's background work until ctx ends: it keeps the
+// service in step with other processes and reclaims the temporary files of
+// uploads that a crash interrupted.
+func (a *App) Run(ctx context.Context) {
+	go a.Service.Run(ctx, time.Duration(a.Config.SyncInterval))
+	t := time.NewTicker(10 * time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			n, err := a.localBlobs.Reclaim(local.StaleAfter)
+			if err != nil {
+				a.Log.Error("reclaim temporary files", "err", err)
+			} else if n > 0 {
+				a.Log.Info("reclaimed leftovers of interrupted uploads", "files", n)
+			}
+		}
+	}
+}
+
+// Close releases the stores.
+func (a *App) Close() error {
+	return a.Meta.Close()
+}
+
+// keyHost is the host part of the names of new signing keys.
+func keyHost() string {
+	h, err := os.Hostname()
+	if err != nil {
+		return "larder"
+	}
+	h = strings.ToLower(h)
+	h = strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '.' || r == '-' {
+			return r
+		}
+		return -1
+	}, h)
+	if h == "" {
+		return "larder"
+	}
+	return h
+}
+
+// NewLogger returns the logger the configuration asks for, writing to w.
+func NewLogger(cfg config.Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
+		level = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,0 +1,154 @@
+package nixhttp
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/larder-cache/larder/internal/service"
+)
+
+// methodError is the one error this front end makes itself: a method the
+// protocol does not have.
+type methodError struct{ method string }
+
+func (e methodError) Error() string {
+	return e.method + " is not supported here; use GET, HEAD or PUT"
+}
+
+// status maps an error to the HTTP status this front end answers with. It is
+// the only place that does.
+func status(err error) int {
+	if errors.As(err, new(methodError)) {
+		return http.StatusMethodNotAllowed
+	}
+	switch service.CodeOf(err) {
+	case service.CodeInvalid:
+		return http.StatusBadRequest
+	case service.CodeNotFound:
+		return http.StatusNotFound
+	case service.CodeUnauthenticated:
+		return http.StatusUnauthorized
+	case service.CodeForbidden:
+		return http.StatusForbidden
+	case service.CodeConflict:
+		return http.StatusConflict
+	case service.CodeTooLarge:
+		return http.StatusRequestEntityTooLarge
+	case service.CodeLengthRequired:
+		return http.StatusLengthRequired
+	case service.CodeUnsupported:
+		return http.StatusUnsupportedMediaType
+	case service.CodeClientGone:
+		return http.StatusRequestTimeout
+	}
+	return http.StatusInternalServerError
+}
+
+// writeError answers a request with err. A 4xx body is the error's one-line
+// message; a 5xx body is generic, with a request ID that finds the detail in
+// the log.
+func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, info *requestInfo, err error) {
+	code := status(err)
+	info.err = err
+	msg := service.Message(err)
+	if me := (methodError{}); errors.As(err, &me) {
+		msg = me.Error()
+	}
+	if code >= 500 || msg == "" {
+		id := requestID()
+		info.requestID = id
+		msg = "internal server error (request " + id + ")"
+		h.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "request_id", id, "err", err)
+	}
+	if code == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Basic realm="larder"`)
+	}
+	if (code == http.StatusUnauthorized || code == http.StatusForbidden) &&
+		(r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		// Nix reads 401 and 403 as "not there": say why in the log, since
+		// the client will not.
+		h.log.Warn("read denied", "cache", info.cache, "kind", info.kind, "path", r.URL.Path,
+			"remote", r.RemoteAddr, "reason", msg)
+	}
+	hdr := w.Header()
+	hdr.Del("Content-Length")
+	hdr.Del("Content-Range")
+	hdr.Del("ETag")
+	hdr.Set("Content-Type", "text/plain; charset=utf-8")
+	hdr.Set("Cache-Control", "no-store")
+	hdr.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write([]byte(msg + "\n"))
+	}
+}
+
+func requestID() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// logRequest writes the access log line of a request.
+func (h *Handler) logRequest(r *http.Request, w *responseWriter, info *requestInfo, d time.Duration) {
+	st := w.status
+	if st == 0 {
+		st = http.StatusOK
+	}
+	attrs := []slog.Attr{
+		slog.String("method", r.Method),
+		slog.String("cache", info.cache),
+		slog.String("kind", info.kind),
+		slog.Int("status", st),
+		slog.Int64("bytes", w.bytes),
+		slog.Int64("in", info.bodyBytes),
+		slog.Duration("duration", d.Round(time.Microsecond)),
+		slog.String("remote", r.RemoteAddr),
+	}
+	if info.requestID != "" {
+		attrs = append(attrs, slog.String("request_id", info.requestID))
+	}
+	if info.err != nil && st < 500 {
+		attrs = append(attrs, slog.String("reason", service.Message(info.err)))
+	}
+	h.log.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
+}
+
+// requestInfo collects what the access log says about a request.
+type requestInfo struct {
+	cache     string
+	kind      string
+	bodyBytes int64
+	requestID string
+	err       error
+}
+
+// responseWriter records the status and size of a response.
+type responseWriter struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (w *responseWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *responseWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(p)
+	w.bytes += int64(n)
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *responseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

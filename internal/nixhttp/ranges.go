@@ -1,0 +1,73 @@
+package nixhttp
+
+import (
+	"strconv"
+	"strings"
+)
+
+// parseRange interprets a Range header for a file of size bytes. ok is false
+// when the header is not one well-formed byte range (it is then ignored, as
+// RFC 9110 allows, and the whole file is sent); satisfiable is false when
+// the range lies outside the file.
+func parseRange(header string, size int64) (off, length int64, ok, satisfiable bool) {
+	spec, found := strings.CutPrefix(header, "bytes=")
+	if !found || strings.Contains(spec, ",") {
+		return 0, 0, false, false
+	}
+	first, last, found := strings.Cut(strings.TrimSpace(spec), "-")
+	if !found {
+		return 0, 0, false, false
+	}
+	if first == "" { // suffix range: the last n bytes
+		n, err := strconv.ParseInt(last, 10, 64)
+		if err != nil || n < 0 {
+			return 0, 0, false, false
+		}
+		if n == 0 || size == 0 {
+			return 0, 0, true, false
+		}
+		n = min(n, size)
+		return size - n, n, true, true
+	}
+	start, err := strconv.ParseInt(first, 10, 64)
+	if err != nil || start < 0 {
+		return 0, 0, false, false
+	}
+	end := size - 1
+	if last != "" {
+		e, err := strconv.ParseInt(last, 10, 64)
+		if err != nil || e < start {
+			return 0, 0, false, false
+		}
+		end = min(e, size-1)
+	}
+	if start >= size {
+		return 0, 0, true, false
+	}
+	return start, end - start + 1, true, true
+}
+
+// contentRange formats a Content-Range header value.
+func contentRange(off, length, size int64) string {
+	return "bytes " + strconv.FormatInt(off, 10) + "-" + strconv.FormatInt(off+length-1, 10) + "/" + strconv.FormatInt(size, 10)
+}
+
+// etagMatches reports whether an If-None-Match header matches etag.
+func etagMatches(header, etag string) bool {
+	if header == "" {
+		return false
+	}
+	for _, t := range strings.Split(header, ",") {
+		t = strings.TrimSpace(t)
+		if t == "*" || strings.TrimPrefix(t, "W/") == etag {
+			return true
+		}
+	}
+	return false
+}
+
+// ifRangeAllows reports whether a Range may be honoured given the If-Range
+// header: only when it is absent or names the current (strong) ETag.
+func ifRangeAllows(header, etag string) bool {
+	return header == "" || header == etag
+}

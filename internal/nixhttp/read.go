@@ -1,0 +1,161 @@
+package nixhttp
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"net/http"
+	"strconv"
+
+	"github.com/larder-cache/larder/internal/nixkey"
+	"github.com/larder-cache/larder/internal/service"
+	"github.com/larder-cache/larder/internal/store"
+)
+
+// Cache lifetimes. NAR files are content addressed and never change;
+// narinfos and other files can gain signatures or be replaced.
+const (
+	maxAgeCacheInfo = "max-age=3600"
+	maxAgeNarInfo   = "max-age=300"
+	maxAgeNar       = "max-age=31536000, immutable"
+	maxAgeFile      = "max-age=300"
+)
+
+// serveRead answers GET and HEAD of a file of a cache.
+func (h *Handler) serveRead(w http.ResponseWriter, r *http.Request, info *requestInfo, cacheName string, key nixkey.Key) {
+	c, err := h.access(r, cacheName, store.PermRead)
+	if err != nil {
+		h.writeError(w, r, info, err)
+		return
+	}
+	switch key.Kind {
+	case nixkey.CacheInfo:
+		h.serveBytes(w, r, c, c.CacheInfo(), "text/x-nix-cache-info", maxAgeCacheInfo)
+	case nixkey.NarInfo:
+		body, err := h.svc.NarInfo(r.Context(), c, key.Hash)
+		if err != nil {
+			h.writeError(w, r, info, err)
+			return
+		}
+		h.serveBytes(w, r, c, body, "text/x-nix-narinfo", maxAgeNarInfo)
+	case nixkey.Nar:
+		h.serveNar(w, r, info, c, key)
+	default:
+		h.serveFile(w, r, info, c, key)
+	}
+}
+
+// cacheControl returns the Cache-Control value for a response of the cache:
+// shared caches may keep responses of public caches only.
+func cacheControl(c service.Cache, maxAge string) string {
+	if c.Private() {
+		return "private, " + maxAge
+	}
+	return "public, " + maxAge
+}
+
+// serveBytes answers with a small body held in memory, honouring
+// If-None-Match against its content hash.
+func (h *Handler) serveBytes(w http.ResponseWriter, r *http.Request, c service.Cache, body []byte, ctype, maxAge string) {
+	sum := sha256.Sum256(body)
+	etag := `"` + hex.EncodeToString(sum[:16]) + `"`
+	hdr := w.Header()
+	hdr.Set("ETag", etag)
+	hdr.Set("Cache-Control", cacheControl(c, maxAge))
+	if etagMatches(r.Header.Get("If-None-Match"), etag) {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	hdr.Set("Content-Type", ctype)
+	hdr.Set("Content-Length", strconv.Itoa(len(body)))
+	if r.Method == http.MethodGet {
+		_, _ = w.Write(body)
+	}
+}
+
+// serveNar streams a NAR file, honouring Range, If-Range and If-None-Match.
+// It never sets Content-Encoding, so the client neither decodes the file
+// nor loses the ability to resume it.
+func (h *Handler) serveNar(w http.ResponseWriter, r *http.Request, info *requestInfo, c service.Cache, key nixkey.Key) {
+	n, err := h.svc.Nar(r.Context(), c, key)
+	if err != nil {
+		h.writeError(w, r, info, err)
+		return
+	}
+	etag := `"` + n.FileHash + `"`
+	hdr := w.Header()
+	hdr.Set("ETag", etag)
+	hdr.Set("Cache-Control", cacheControl(c, maxAgeNar))
+	hdr.Set("Accept-Ranges", "bytes")
+	if etagMatches(r.Header.Get("If-None-Match"), etag) {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	hdr.Set("Content-Type", "application/x-nix-nar")
+	off, length, status := int64(0), n.FileSize, http.StatusOK
+	if rg := r.Header.Get("Range"); rg != "" && ifRangeAllows(r.Header.Get("If-Range"), etag) {
+		var ok, satisfiable bool
+		off, length, ok, satisfiable = parseRange(rg, n.FileSize)
+		switch {
+		case ok && !satisfiable:
+			hdr.Set("Content-Range", "bytes */"+strconv.FormatInt(n.FileSize, 10))
+			hdr.Set("Content-Type", "text/plain; charset=utf-8")
+			w.WriteHeader(http.StatusRequestedRangeNotSatisfiable)
+			if r.Method == http.MethodGet {
+				_, _ = io.WriteString(w, "the range is outside the file\n")
+			}
+			return
+		case ok:
+			status = http.StatusPartialContent
+			hdr.Set("Content-Range", contentRange(off, length, n.FileSize))
+		default:
+			off, length = 0, n.FileSize // unparsable or multiple ranges: send it all
+		}
+	}
+	hdr.Set("Content-Length", strconv.FormatInt(length, 10))
+	if r.Method == http.MethodHead {
+		w.WriteHeader(status)
+		return
+	}
+	body, err := h.svc.ReadNar(r.Context(), n, off, length)
+	if err != nil {
+		h.writeError(w, r, info, err)
+		return
+	}
+	defer body.Close()
+	w.WriteHeader(status)
+	if _, err := io.Copy(w, body); err != nil {
+		info.err = err // the client went away, or the store failed mid-stream
+	}
+}
+
+// serveFile answers a listing, log, realisation or debuginfo file.
+func (h *Handler) serveFile(w http.ResponseWriter, r *http.Request, info *requestInfo, c service.Cache, key nixkey.Key) {
+	f, err := h.svc.File(r.Context(), c, key)
+	if err != nil {
+		h.writeError(w, r, info, err)
+		return
+	}
+	etag := `"` + f.SHA256 + `"`
+	hdr := w.Header()
+	hdr.Set("ETag", etag)
+	hdr.Set("Cache-Control", cacheControl(c, maxAgeFile))
+	if etagMatches(r.Header.Get("If-None-Match"), etag) {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	hdr.Set("Content-Type", f.ContentType)
+	hdr.Set("Content-Length", strconv.FormatInt(f.Size, 10))
+	if r.Method == http.MethodHead {
+		return
+	}
+	body, err := h.svc.ReadFile(r.Context(), f)
+	if err != nil {
+		h.writeError(w, r, info, err)
+		return
+	}
+	defer body.Close()
+	if _, err := io.Copy(w, body); err != nil {
+		info.err = err
+	}
+}
