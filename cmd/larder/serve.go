@@ -28,6 +28,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer a.Close()
+	if err := a.ClaimForServing(); err != nil {
+		return err
+	}
 	cfg := a.Config
 
 	ln, err := net.Listen("tcp", cfg.Listen)

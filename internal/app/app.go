@@ -8,6 +8,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -136,6 +137,30 @@ func writeSecret(path, content string) error {
 	}
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+var errLocked = errors.New("another larder serve is using this data directory")
+
+// ClaimForServing makes this process the one server of the data directory:
+// it takes a lock that a second server on the same directory cannot get,
+// and then reclaims every temporary file an interrupted upload left behind,
+// since no other process can be writing one.
+func (a *App) ClaimForServing() error {
+	path := filepath.Join(a.Config.Data, "serve.lock")
+	if err := lockFile(path); err != nil {
+		if errors.Is(err, errLocked) {
+			return fmt.Errorf("%s: %w", a.Config.Data, err)
+		}
+		return err
+	}
+	n, err := a.localBlobs.Reclaim(0)
+	if err != nil {
+		return fmt.Errorf("reclaim temporary files: %w", err)
+	}
+	if n > 0 {
+		a.Log.Info("reclaimed leftovers of interrupted uploads", "files", n)
 	}
 	return nil
 }
