@@ -90,6 +90,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return fmt.Errorf("unknown command %q", cmd)
 }
 
+// splitSub splits "cache create …" style arguments into the subcommand and
+// the rest, printing the usage when there is no subcommand.
+func splitSub(args []string, stderr io.Writer) (string, []string, error) {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return "", nil, errUsage
+	}
+	return args[0], args[1:], nil
+}
+
 // command is what every subcommand starts from: a flag set carrying the
 // settings flags, bound to a configuration loaded from defaults, file and
 // environment.

@@ -14,11 +14,10 @@ import (
 )
 
 func cmdToken(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return errUsage
+	sub, args, err := splitSub(args, stderr)
+	if err != nil {
+		return err
 	}
-	sub, args := args[0], args[1:]
 	c, err := newCommand("token "+sub, args, stderr)
 	if err != nil {
 		return err

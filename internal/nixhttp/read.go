@@ -54,18 +54,28 @@ func cacheControl(c service.Cache, maxAge string) string {
 	return "public, " + maxAge
 }
 
-// serveBytes answers with a small body held in memory, honouring
-// If-None-Match against its content hash.
-func (h *Handler) serveBytes(w http.ResponseWriter, r *http.Request, c service.Cache, body []byte, ctype, maxAge string) {
-	sum := sha256.Sum256(body)
-	etag := `"` + hex.EncodeToString(sum[:16]) + `"`
+// notModified sets the validators of a response (ETag, Cache-Control) and
+// answers 304 if the request's If-None-Match matches; it reports whether it
+// did.
+func notModified(w http.ResponseWriter, r *http.Request, c service.Cache, etag, maxAge string) bool {
 	hdr := w.Header()
 	hdr.Set("ETag", etag)
 	hdr.Set("Cache-Control", cacheControl(c, maxAge))
 	if etagMatches(r.Header.Get("If-None-Match"), etag) {
 		w.WriteHeader(http.StatusNotModified)
+		return true
+	}
+	return false
+}
+
+// serveBytes answers with a small body held in memory, honouring
+// If-None-Match against its content hash.
+func (h *Handler) serveBytes(w http.ResponseWriter, r *http.Request, c service.Cache, body []byte, ctype, maxAge string) {
+	sum := sha256.Sum256(body)
+	if notModified(w, r, c, `"`+hex.EncodeToString(sum[:16])+`"`, maxAge) {
 		return
 	}
+	hdr := w.Header()
 	hdr.Set("Content-Type", ctype)
 	hdr.Set("Content-Length", strconv.Itoa(len(body)))
 	if r.Method == http.MethodGet {
@@ -84,11 +94,8 @@ func (h *Handler) serveNar(w http.ResponseWriter, r *http.Request, info *request
 	}
 	etag := `"` + n.FileHash + `"`
 	hdr := w.Header()
-	hdr.Set("ETag", etag)
-	hdr.Set("Cache-Control", cacheControl(c, maxAgeNar))
 	hdr.Set("Accept-Ranges", "bytes")
-	if etagMatches(r.Header.Get("If-None-Match"), etag) {
-		w.WriteHeader(http.StatusNotModified)
+	if notModified(w, r, c, etag, maxAgeNar) {
 		return
 	}
 	hdr.Set("Content-Type", "application/x-nix-nar")
@@ -136,14 +143,10 @@ func (h *Handler) serveFile(w http.ResponseWriter, r *http.Request, info *reques
 		h.writeError(w, r, info, err)
 		return
 	}
-	etag := `"` + f.SHA256 + `"`
-	hdr := w.Header()
-	hdr.Set("ETag", etag)
-	hdr.Set("Cache-Control", cacheControl(c, maxAgeFile))
-	if etagMatches(r.Header.Get("If-None-Match"), etag) {
-		w.WriteHeader(http.StatusNotModified)
+	if notModified(w, r, c, `"`+f.SHA256+`"`, maxAgeFile) {
 		return
 	}
+	hdr := w.Header()
 	hdr.Set("Content-Type", f.ContentType)
 	hdr.Set("Content-Length", strconv.FormatInt(f.Size, 10))
 	if r.Method == http.MethodHead {

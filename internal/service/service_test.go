@@ -37,9 +37,12 @@ func (c *countingMeta) LookupToken(ctx context.Context, hash string) (store.Toke
 	return c.MetaStore.LookupToken(ctx, hash)
 }
 
-func newService(t *testing.T) (*service.Service, *countingMeta) {
+var testLimits = service.Limits{MaxNarInfoSize: 1 << 20, MaxUploadSize: 1 << 30, MaxNarSize: 1 << 30, MaxFileSize: 1 << 20}
+
+// openService opens a service on the SQLite database and blob directory in
+// dir, as the server and each CLI command do.
+func openService(t *testing.T, dir string) (*service.Service, *countingMeta) {
 	t.Helper()
-	dir := t.TempDir()
 	meta, err := sqlite.Open(t.Context(), filepath.Join(dir, "db"))
 	if err != nil {
 		t.Fatal(err)
@@ -50,14 +53,15 @@ func newService(t *testing.T) (*service.Service, *countingMeta) {
 		t.Fatal(err)
 	}
 	cm := &countingMeta{MetaStore: meta}
-	svc, err := service.New(t.Context(), service.Options{
-		Meta: cm, Blobs: blobs,
-		Limits: service.Limits{MaxNarInfoSize: 1 << 20, MaxUploadSize: 1 << 30, MaxNarSize: 1 << 30, MaxFileSize: 1 << 20},
-	})
+	svc, err := service.New(t.Context(), service.Options{Meta: cm, Blobs: blobs, Limits: testLimits})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return svc, cm
+}
+
+func newService(t *testing.T) (*service.Service, *countingMeta) {
+	return openService(t, t.TempDir())
 }
 
 func randomHash() string {
@@ -137,20 +141,7 @@ func TestMissesStayInMemory(t *testing.T) {
 func TestOtherProcessChanges(t *testing.T) {
 	dir := t.TempDir()
 	open := func() *service.Service {
-		meta, err := sqlite.Open(t.Context(), filepath.Join(dir, "db"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { meta.Close() })
-		blobs, err := local.Open(filepath.Join(dir, "blobs"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		svc, err := service.New(t.Context(), service.Options{Meta: meta, Blobs: blobs,
-			Limits: service.Limits{MaxNarInfoSize: 1 << 20, MaxUploadSize: 1 << 30, MaxNarSize: 1 << 30, MaxFileSize: 1 << 20}})
-		if err != nil {
-			t.Fatal(err)
-		}
+		svc, _ := openService(t, dir)
 		return svc
 	}
 	server, cli := open(), open()
