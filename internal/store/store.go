@@ -1,5 +1,6 @@
 // Package store defines the two storage seams of larder: BlobStore (bytes by
-// key) and MetaStore (caches, tokens, NARs, narinfos and other files).
+// key) and MetaStore (caches, tokens, NARs, narinfos, other objects, held
+// narinfos and multipart uploads).
 //
 // Implementations live in subpackages named after what they use (local,
 // sqlite, and later s3 and postgres). They know nothing of Nix: they keep
@@ -21,7 +22,7 @@ import (
 var ErrNotFound = errors.New("not found")
 
 // ErrExists is returned, possibly wrapped, when a create would replace a
-// record that must be unique (a cache name, a token hash).
+// record that must be unique (a cache name, a token hash, a listed key).
 var ErrExists = errors.New("already exists")
 
 // BlobInfo describes one stored blob.
@@ -105,12 +106,15 @@ type Cache struct {
 	CreatedAt time.Time
 }
 
-// Token is an access token. Only a hash of the token is kept.
+// Token is a credential: either an HTTP token, of which only a hash is
+// kept, or an S3 access key, whose secret is kept because AWS Signature V4
+// needs it to check signatures. Exactly one of Hash and AccessKeyID is set.
 type Token struct {
 	ID          int64  // assigned by the store
-	Hash        string // hex sha256 of the token text; unique
-	CacheID     int64  // the cache the token is scoped to; 0 means every cache
-	CacheName   string // filled in by reads; "" when CacheID is 0
+	Hash        string // HTTP token: hex sha256 of the token text; unique
+	AccessKeyID string // S3 key: the access key ID; unique
+	Secret      string // S3 key: the secret access key
+	Scope       string // the caches it is for: a name, a glob of names (path.Match), or "*"
 	Perm        Perm
 	Description string
 	CreatedAt   time.Time
@@ -126,6 +130,7 @@ type Nar struct {
 	Compression string // as in a narinfo: none, xz, zstd, bzip2, gzip, lz4, br
 	NarHash     string // nix32 sha256 of the uncompressed NAR
 	NarSize     int64
+	MD5         string // hex md5 of the stored bytes, the S3 ETag of the file
 	BlobKey     string // where the bytes are in the BlobStore
 	CreatedAt   time.Time
 }
@@ -138,6 +143,7 @@ type NarInfo struct {
 	Seq        int64  // assigned by the store, increasing with each new record
 	CacheID    int64  //
 	Hash       string // the 32-character hash part of StorePath
+	Key        string // the cache-relative key the narinfo is listed under
 	StorePath  string // full store path
 	FileHash   string // the Nar this narinfo serves
 	NarHash    string // nix32 sha256 of the NAR, equal to the Nar's
@@ -157,28 +163,85 @@ type NarInfoKey struct {
 	Hash    string
 }
 
-// File is any other file of a cache: a NAR listing, a build log, a
-// realisation, a debuginfo link. Its bytes are in the BlobStore.
-type File struct {
+// Object is any other file of a cache, its bytes in the BlobStore: a NAR
+// listing, a build log, a realisation, a debuginfo link, or an object
+// stored through the S3 API under a key outside the Nix layout.
+type Object struct {
 	CacheID     int64
 	Key         string // the cache-relative key, such as "log/<drv>"
 	ContentType string
 	Size        int64
-	SHA256      string // hex sha256 of the bytes
+	SHA256      string            // hex sha256 of the bytes
+	MD5         string            // hex md5 of the bytes
+	ETag        string            // as S3 clients saw it on upload, unquoted: the MD5, or "<hex>-<parts>" after a multipart upload
+	Metadata    map[string]string // S3 user metadata (x-amz-meta-NAME, NAME lower-case)
 	BlobKey     string
 	CreatedAt   time.Time
+}
+
+// EntryKind tells what a listed key is.
+type EntryKind int
+
+// The kinds of listed keys.
+const (
+	EntryNarInfo EntryKind = iota + 1 // a narinfo; render it to know its size
+	EntryNar                          // a NAR file linked to the cache
+	EntryObject                       // an Object
+)
+
+// Entry is one key of a cache in a listing.
+type Entry struct {
+	Key      string
+	Kind     EntryKind
+	Hash     string    // EntryNarInfo: the store path hash
+	Size     int64     // EntryNar: FileSize; EntryObject: Size; EntryNarInfo: 0
+	ETag     string    // EntryNar: its MD5; EntryObject: its ETag
+	Modified time.Time // when the key was written
+}
+
+// HeldNarInfo is a narinfo that arrived before its NAR file (S3 mirroring
+// tools upload in any order). It is kept, invisible, until the NAR arrives.
+type HeldNarInfo struct {
+	CacheID   int64
+	Hash      string // store path hash
+	FileHash  string // the NAR file it waits for
+	Body      []byte // the narinfo as uploaded
+	CreatedAt time.Time
+}
+
+// Upload is a multipart upload in progress.
+type Upload struct {
+	ID          string // assigned by the caller; unique
+	CacheID     int64
+	Key         string
+	ContentType string
+	Metadata    map[string]string
+	CreatedAt   time.Time
+}
+
+// Part is one uploaded part of a multipart upload.
+type Part struct {
+	UploadID  string
+	Number    int
+	Size      int64
+	MD5       string // hex
+	BlobKey   string
+	CreatedAt time.Time
 }
 
 // MetaStore keeps everything but the bytes. Each method is atomic.
 //
 // Conventions every implementation keeps: times are read back in UTC with
 // second precision; a zero CreatedAt given to a create means "now"; nil and
-// empty slices are equal; strings are UTF-8.
+// empty slices are equal, and so are nil and empty maps; strings are UTF-8.
 type MetaStore interface {
 	CacheStore
 	TokenStore
 	NarStore
-	FileStore
+	ObjectStore
+	ListStore
+	HoldStore
+	UploadStore
 	// Close releases the store's resources.
 	Close() error
 }
@@ -193,21 +256,26 @@ type CacheStore interface {
 	// ListCaches returns every cache, ordered by name.
 	ListCaches(ctx context.Context) ([]Cache, error)
 	// DeleteCache removes the cache called name together with its narinfos,
-	// files, NAR links and tokens. The Nar records and blobs stay for garbage
-	// collection. It returns ErrNotFound if there is no such cache.
+	// objects, NAR links, held narinfos, multipart uploads and the tokens
+	// whose Scope is exactly its name. The Nar records and blobs stay for
+	// garbage collection. It returns ErrNotFound if there is no such cache.
 	DeleteCache(ctx context.Context, name string) error
 }
 
 // TokenStore keeps access tokens.
 type TokenStore interface {
-	// CreateToken adds t (its ID and CreatedAt are assigned, CacheName is
-	// filled in) and returns it as stored. It returns
-	// ErrExists if a token with the same hash exists and ErrNotFound if
-	// t.CacheID names no cache.
+	// CreateToken adds t (its ID and CreatedAt are assigned) and returns it
+	// as stored. It returns ErrExists if a token with the same Hash or
+	// AccessKeyID exists (hashes and access key IDs are checked each among
+	// their own kind), and an error, storing nothing, unless exactly one of
+	// Hash and AccessKeyID is set. The store does not interpret Scope.
 	CreateToken(ctx context.Context, t Token) (Token, error)
-	// LookupToken returns the token whose hash is hash, expired or not, or
-	// ErrNotFound.
+	// LookupToken returns the HTTP token whose hash is hash, expired or not,
+	// or ErrNotFound.
 	LookupToken(ctx context.Context, hash string) (Token, error)
+	// LookupAccessKey returns the S3 key with the given access key ID,
+	// expired or not, or ErrNotFound.
+	LookupAccessKey(ctx context.Context, id string) (Token, error)
 	// ListTokens returns every token, ordered by ID.
 	ListTokens(ctx context.Context) ([]Token, error)
 	// DeleteToken removes the token with the given ID, or returns ErrNotFound.
@@ -223,10 +291,17 @@ type NarStore interface {
 	// the cache, or ErrNotFound.
 	CacheNar(ctx context.Context, cacheID int64, fileHash string) (Nar, error)
 	// AddNar records n unless a Nar with its FileHash exists, links that Nar
-	// to the cache, and returns the Nar as stored (the earlier one if there
-	// was one). It is idempotent. It returns ErrNotFound if the cache does not
-	// exist.
-	AddNar(ctx context.Context, cacheID int64, n Nar) (Nar, error)
+	// to the cache under the cache-relative key (which listings show), and
+	// returns the Nar as stored (the earlier one if there was one). It is
+	// idempotent; relinking keeps the first key. It returns ErrNotFound if
+	// the cache does not exist and ErrExists, storing nothing, if another
+	// Nar is linked to the cache under key.
+	AddNar(ctx context.Context, cacheID int64, n Nar, key string) (Nar, error)
+	// UnlinkNar removes the link of the Nar with file hash fileHash to the
+	// cache, and with it every narinfo of the cache that serves it, and
+	// returns the hashes of those narinfos, in no particular order. The Nar
+	// record stays. It returns ErrNotFound if there was no such link.
+	UnlinkNar(ctx context.Context, cacheID int64, fileHash string) ([]string, error)
 
 	// GetNarInfo returns the narinfo of hash in the cache and the Nar it
 	// serves, or ErrNotFound.
@@ -239,8 +314,13 @@ type NarStore interface {
 	// transaction is retried) and must not call the store, and it must keep
 	// CacheID and Hash. A new record gets a new Seq; an updated one keeps
 	// its Seq. PutNarInfo returns ErrNotFound, writing nothing, if the Nar
-	// named by the merged record's FileHash is not linked to the cache.
+	// named by the merged record's FileHash is not linked to the cache, and
+	// ErrExists, writing nothing, if another narinfo of the cache has the
+	// merged record's Key.
 	PutNarInfo(ctx context.Context, ni NarInfo, merge func(old *NarInfo) (NarInfo, error)) (NarInfo, error)
+	// DeleteNarInfo removes the narinfo of hash in the cache, or returns
+	// ErrNotFound.
+	DeleteNarInfo(ctx context.Context, cacheID int64, hash string) error
 	// ListNarInfoKeys returns up to limit narinfo keys with Seq greater than
 	// after, in Seq order, across all caches. Seqs become visible in commit
 	// order, so a reader paging with after never skips a record committed
@@ -248,11 +328,65 @@ type NarStore interface {
 	ListNarInfoKeys(ctx context.Context, after int64, limit int) ([]NarInfoKey, error)
 }
 
-// FileStore keeps the records of the other files of caches.
-type FileStore interface {
-	// PutFile records f, replacing any record with the same cache and key.
+// ObjectStore keeps the records of the other files of caches.
+type ObjectStore interface {
+	// PutObject records o, replacing any record with the same cache and key.
 	// It returns ErrNotFound if the cache does not exist.
-	PutFile(ctx context.Context, f File) error
-	// GetFile returns the record of key in the cache, or ErrNotFound.
-	GetFile(ctx context.Context, cacheID int64, key string) (File, error)
+	PutObject(ctx context.Context, o Object) error
+	// GetObject returns the record of key in the cache, or ErrNotFound.
+	GetObject(ctx context.Context, cacheID int64, key string) (Object, error)
+	// DeleteObject removes the record of key in the cache, or returns
+	// ErrNotFound. The blob stays for garbage collection.
+	DeleteObject(ctx context.Context, cacheID int64, key string) error
+}
+
+// ListStore lists the keys of a cache, as the S3 API shows them.
+type ListStore interface {
+	// ListKeys returns up to limit entries of the cache, ordered by key
+	// (byte order), whose keys start with prefix and sort after after: its
+	// narinfos (under NarInfo.Key), its NAR links (under the key given to
+	// AddNar) and its objects. Held narinfos and uploads in progress are not
+	// listed, nor is anything of another cache; an unknown cache has no
+	// entries. Keys are unique within each of the three kinds; keeping them
+	// apart across kinds is the caller's job.
+	ListKeys(ctx context.Context, cacheID int64, prefix, after string, limit int) ([]Entry, error)
+}
+
+// HoldStore keeps narinfos that wait for their NAR file.
+type HoldStore interface {
+	// HoldNarInfo records h, replacing any held narinfo of the same cache
+	// and hash. It returns ErrNotFound if the cache does not exist.
+	HoldNarInfo(ctx context.Context, h HeldNarInfo) error
+	// HeldFor returns the narinfos of the cache that wait for the NAR with
+	// file hash fileHash, in no particular order.
+	HeldFor(ctx context.Context, cacheID int64, fileHash string) ([]HeldNarInfo, error)
+	// ReleaseHeld removes the held narinfo of hash in the cache; releasing
+	// one that is not held is not an error.
+	ReleaseHeld(ctx context.Context, cacheID int64, hash string) error
+	// ExpireHeld removes the narinfos held since before t (their CreatedAt
+	// is before t), in every cache, and returns them in no particular order.
+	ExpireHeld(ctx context.Context, before time.Time) ([]HeldNarInfo, error)
+}
+
+// UploadStore keeps multipart uploads in progress.
+type UploadStore interface {
+	// CreateUpload records u. It returns ErrExists if its ID is taken and
+	// ErrNotFound if the cache does not exist.
+	CreateUpload(ctx context.Context, u Upload) error
+	// GetUpload returns the upload with the given ID, or ErrNotFound.
+	GetUpload(ctx context.Context, id string) (Upload, error)
+	// ListUploads returns the uploads of the cache whose keys start with
+	// prefix, ordered by key and then CreatedAt.
+	ListUploads(ctx context.Context, cacheID int64, prefix string) ([]Upload, error)
+	// PutPart records p, replacing a part with the same number, and returns
+	// the replaced part, if any, so that its blob can be deleted. It returns
+	// ErrNotFound if the upload does not exist.
+	PutPart(ctx context.Context, p Part) (*Part, error)
+	// ListParts returns the parts of the upload ordered by number, or
+	// ErrNotFound if the upload does not exist.
+	ListParts(ctx context.Context, uploadID string) ([]Part, error)
+	// DeleteUpload removes the upload and its parts and returns the parts,
+	// in no particular order, so that their blobs can be deleted. It returns ErrNotFound if the
+	// upload does not exist.
+	DeleteUpload(ctx context.Context, uploadID string) ([]Part, error)
 }

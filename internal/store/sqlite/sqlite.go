@@ -1,6 +1,7 @@
 // Package sqlite owns the embedded default store.MetaStore: caches, tokens,
-// NAR records, narinfos and file records in one SQLite database file, read
-// and written through the pure Go modernc.org/sqlite driver.
+// NAR records, narinfos, object records, held narinfos and multipart
+// uploads in one SQLite database file, read and written through the pure Go
+// modernc.org/sqlite driver.
 //
 // Several processes may open the same file at once, such as the server and
 // a CLI command creating a token; each sees the others' committed changes
@@ -51,9 +52,14 @@ type Store struct {
 	w *sql.DB // one connection; transactions begin IMMEDIATE
 	r *sql.DB // read-only connections
 
-	getNarInfo  *sql.Stmt
-	cacheNar    *sql.Stmt
-	lookupToken *sql.Stmt
+	// Prepared statements of the read pool, for the hot paths.
+	getNarInfo      *sql.Stmt
+	cacheNar        *sql.Stmt
+	lookupToken     *sql.Stmt
+	lookupAccessKey *sql.Stmt
+	getObject       *sql.Stmt
+	listKeysFrom    *sql.Stmt // keys at or after a bound
+	listKeysAfter   *sql.Stmt // keys after a bound
 }
 
 var _ store.MetaStore = (*Store)(nil)
@@ -79,12 +85,16 @@ func open(ctx context.Context, path string) (*Store, error) {
 		"foreign_keys(1)",
 		"synchronous(NORMAL)",
 	}
-	w, err := sql.Open("sqlite", dsn(abs, slices.Concat(pragmas, []string{"journal_mode(WAL)"}), "_txlock=immediate"))
+	w, err := sql.Open("sqlite", dsn(abs, pragmas, "_txlock=immediate"))
 	if err != nil {
 		return nil, err
 	}
 	w.SetMaxOpenConns(1)
 	w.SetMaxIdleConns(1)
+	if err := setWAL(ctx, w); err != nil {
+		w.Close()
+		return nil, err
+	}
 	if err := migrate(ctx, w); err != nil {
 		w.Close()
 		return nil, err
@@ -103,6 +113,38 @@ func open(ctx context.Context, path string) (*Store, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// setWAL puts the database of db in WAL mode, which the file keeps.
+// Changing the journal mode takes a lock for which SQLite does not wait, so
+// that processes opening a new file at once may find it taken: setWAL
+// tries again until busyTimeout has passed.
+func setWAL(ctx context.Context, db *sql.DB) error {
+	deadline := time.Now().Add(busyTimeout)
+	for {
+		var mode string
+		err := db.QueryRowContext(ctx, "PRAGMA journal_mode = WAL").Scan(&mode)
+		if err == nil && mode != "wal" {
+			return fmt.Errorf("set WAL mode: journal mode is %s", mode)
+		}
+		if err == nil || !isBusy(err) || time.Now().After(deadline) {
+			if err != nil {
+				return fmt.Errorf("set WAL mode: %w", err)
+			}
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("set WAL mode: %w", ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// isBusy reports whether err is SQLite's SQLITE_BUSY, of any extended kind.
+func isBusy(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_BUSY
 }
 
 // dsn returns the modernc.org/sqlite data source name of the database file
@@ -125,17 +167,28 @@ func dsn(abs string, pragmas []string, params ...string) string {
 	return u.String()
 }
 
-// prepare prepares the statements of the hot paths on the read pool.
-func (s *Store) prepare(ctx context.Context) error {
-	stmts := []struct {
-		dst   **sql.Stmt
-		query string
-	}{
+// preparedStmt is a statement of the read pool that Open prepares.
+type preparedStmt struct {
+	dst   **sql.Stmt
+	query string
+}
+
+// prepared returns the statements that Open prepares.
+func (s *Store) prepared() []preparedStmt {
+	return []preparedStmt{
 		{&s.getNarInfo, getNarInfoSQL},
 		{&s.cacheNar, cacheNarSQL},
-		{&s.lookupToken, tokenSQL + ` WHERE t.hash = ?`},
+		{&s.lookupToken, lookupTokenSQL},
+		{&s.lookupAccessKey, lookupAccessKeySQL},
+		{&s.getObject, getObjectSQL},
+		{&s.listKeysFrom, listKeysSQL(">=")},
+		{&s.listKeysAfter, listKeysSQL(">")},
 	}
-	for _, st := range stmts {
+}
+
+// prepare prepares the statements of the hot paths on the read pool.
+func (s *Store) prepare(ctx context.Context) error {
+	for _, st := range s.prepared() {
 		stmt, err := s.r.PrepareContext(ctx, st.query)
 		if err != nil {
 			return fmt.Errorf("prepare %q: %w", st.query, err)
@@ -148,9 +201,9 @@ func (s *Store) prepare(ctx context.Context) error {
 // Close closes the statements and both pools.
 func (s *Store) Close() error {
 	var errs []error
-	for _, st := range []*sql.Stmt{s.getNarInfo, s.cacheNar, s.lookupToken} {
-		if st != nil {
-			errs = append(errs, st.Close())
+	for _, st := range s.prepared() {
+		if *st.dst != nil {
+			errs = append(errs, (*st.dst).Close())
 		}
 	}
 	errs = append(errs, s.r.Close(), s.w.Close())

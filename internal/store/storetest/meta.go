@@ -1,6 +1,9 @@
 package storetest
 
 import (
+	"bytes"
+	"cmp"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -14,7 +17,8 @@ import (
 // of any other it returned; it arranges its own cleanup, such as Close, with
 // t.Cleanup.
 func TestMetaStore(t *testing.T, newStore func(t *testing.T) store.MetaStore) {
-	groups := [][]metaTest{cacheTests, tokenTests, narTests, narInfoTests, fileTests}
+	groups := [][]metaTest{cacheTests, tokenTests, narTests, unlinkTests, narInfoTests, objectTests,
+		listTests, holdTests, uploadTests, partTests, deleteCacheTests}
 	for _, g := range groups {
 		for _, tc := range g {
 			t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore(t)) })
@@ -63,15 +67,25 @@ func newNar(seed string) store.Nar {
 		Compression: "zstd",
 		NarHash:     fileHash("n" + seed),
 		NarSize:     int64(5000 + len(seed)),
+		MD5:         padHash("md5-"+seed, 32),
 		BlobKey:     "nar/" + h + ".nar.zst",
 		CreatedAt:   time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC),
 	}
 }
 
-// addNar records n in the cache and fails t on error.
+// narKey returns the key the Nix layout lists n under.
+func narKey(n store.Nar) string { return "nar/" + n.FileHash + ".nar.zst" }
+
+// addNar records n in the cache under narKey(n) and fails t on error.
 func addNar(t *testing.T, s store.MetaStore, cacheID int64, n store.Nar) store.Nar {
 	t.Helper()
-	got, err := s.AddNar(t.Context(), cacheID, n)
+	return addNarAt(t, s, cacheID, n, narKey(n))
+}
+
+// addNarAt records n in the cache under key and fails t on error.
+func addNarAt(t *testing.T, s store.MetaStore, cacheID int64, n store.Nar, key string) store.Nar {
+	t.Helper()
+	got, err := s.AddNar(t.Context(), cacheID, n, key)
 	mustOK(t, "add nar "+n.FileHash, err)
 	return got
 }
@@ -83,6 +97,7 @@ func newNarInfo(cacheID int64, seed, fh string) store.NarInfo {
 	return store.NarInfo{
 		CacheID:    cacheID,
 		Hash:       h,
+		Key:        h + ".narinfo",
 		StorePath:  "/nix/store/" + h + "-" + seed,
 		FileHash:   fh,
 		NarHash:    padHash("nar-"+seed, 52),
@@ -133,7 +148,7 @@ func mustNarInfo(t *testing.T, what string, got, want store.NarInfo) {
 		want.Seq = got.Seq
 	}
 	same := got.Seq == want.Seq && got.CacheID == want.CacheID &&
-		got.Hash == want.Hash && got.StorePath == want.StorePath &&
+		got.Hash == want.Hash && got.Key == want.Key && got.StorePath == want.StorePath &&
 		got.FileHash == want.FileHash && got.NarHash == want.NarHash &&
 		got.NarSize == want.NarSize && got.Deriver == want.Deriver &&
 		got.System == want.System && got.CA == want.CA &&
@@ -145,17 +160,37 @@ func mustNarInfo(t *testing.T, what string, got, want store.NarInfo) {
 	}
 }
 
-// normFile returns f with its time normalised for comparison.
-func normFile(f store.File) store.File {
-	f.CreatedAt = sec(f.CreatedAt)
-	return f
-}
-
-// mustFile fails t unless got equals want, times to the second.
-func mustFile(t *testing.T, what string, got, want store.File) {
+// mustObject fails t unless got equals want, times to the second and
+// empty maps equal to nil ones.
+func mustObject(t *testing.T, what string, got, want store.Object) {
 	t.Helper()
 	mustUTC(t, what, got.CreatedAt)
-	if normFile(got) != normFile(want) {
+	same := got.CacheID == want.CacheID && got.Key == want.Key &&
+		got.ContentType == want.ContentType && got.Size == want.Size &&
+		got.SHA256 == want.SHA256 && got.MD5 == want.MD5 && got.ETag == want.ETag &&
+		maps.Equal(got.Metadata, want.Metadata) && got.BlobKey == want.BlobKey &&
+		sec(got.CreatedAt) == sec(want.CreatedAt)
+	if !same {
+		t.Fatalf("%s: got %+v, want %+v", what, got, want)
+	}
+}
+
+// mustHeld fails t unless got holds the same narinfos as want, in any
+// order, times to the second and empty bodies equal to nil ones.
+func mustHeld(t *testing.T, what string, got, want []store.HeldNarInfo) {
+	t.Helper()
+	byKey := func(a, b store.HeldNarInfo) int {
+		return cmp.Or(cmp.Compare(a.CacheID, b.CacheID), strings.Compare(a.Hash, b.Hash))
+	}
+	got, want = slices.SortedFunc(slices.Values(got), byKey), slices.SortedFunc(slices.Values(want), byKey)
+	same := len(got) == len(want)
+	for i := 0; same && i < len(got); i++ {
+		g, w := got[i], want[i]
+		mustUTC(t, what, g.CreatedAt)
+		same = g.CacheID == w.CacheID && g.Hash == w.Hash && g.FileHash == w.FileHash &&
+			bytes.Equal(g.Body, w.Body) && sec(g.CreatedAt) == sec(w.CreatedAt)
+	}
+	if !same {
 		t.Fatalf("%s: got %+v, want %+v", what, got, want)
 	}
 }

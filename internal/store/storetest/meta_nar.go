@@ -1,7 +1,6 @@
 package storetest
 
 import (
-	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -20,6 +19,9 @@ var narTests = []metaTest{
 	{"NarLinksPerCache", testNarLinksPerCache},
 	{"NarUnknownCache", testNarUnknownCache},
 	{"NarMissing", testNarMissing},
+	{"NarKeyPerCache", testNarKeyPerCache},
+	{"NarRelinkKeepsKey", testNarRelinkKeepsKey},
+	{"NarKeyTaken", testNarKeyTaken},
 }
 
 func testNarAddGet(t *testing.T, s store.MetaStore) {
@@ -53,7 +55,7 @@ func testNarAddIdempotent(t *testing.T, s store.MetaStore) {
 	addNar(t, s, c.ID, first)
 	later := first
 	later.FileSize, later.Compression, later.NarHash = 1, "xz", fileHash("other")
-	later.BlobKey, later.CreatedAt = "nar/other", first.CreatedAt.Add(time.Hour)
+	later.MD5, later.BlobKey, later.CreatedAt = padHash("other", 32), "nar/other", first.CreatedAt.Add(time.Hour)
 	for _, n := range []store.Nar{first, later, first} {
 		mustNar(t, "add nar again", addNar(t, s, c.ID, n), first)
 	}
@@ -74,7 +76,7 @@ func testNarAddConcurrent(t *testing.T, s store.MetaStore) {
 		wg.Go(func() {
 			n := newNar("shared")
 			n.BlobKey = fmt.Sprint("nar/copy", i)
-			got[i], errs[i] = s.AddNar(t.Context(), c.ID, n)
+			got[i], errs[i] = s.AddNar(t.Context(), c.ID, n, narKey(n))
 		})
 	}
 	wg.Wait()
@@ -112,7 +114,7 @@ func testNarUnknownCache(t *testing.T, s store.MetaStore) {
 	mustOK(t, "delete cache", s.DeleteCache(t.Context(), "gone"))
 	n := newNar("orphan")
 	for _, id := range []int64{c.ID, c.ID + 1000, 0} {
-		_, err := s.AddNar(t.Context(), id, n)
+		_, err := s.AddNar(t.Context(), id, n, narKey(n))
 		mustNotFound(t, fmt.Sprintf("add nar to cache %d", id), err)
 	}
 	_, err := s.GetNar(t.Context(), n.FileHash)
@@ -129,318 +131,177 @@ func testNarMissing(t *testing.T, s store.MetaStore) {
 	mustNotFound(t, "cache nar in an unknown cache", err)
 }
 
-// narInfoTests check the NarInfo part of the NarStore contract.
-var narInfoTests = []metaTest{
-	{"NarInfoNew", testNarInfoNew},
-	{"NarInfoUpdate", testNarInfoUpdate},
-	{"NarInfoMergeErrorNew", testNarInfoMergeErrorNew},
-	{"NarInfoMergeErrorUpdate", testNarInfoMergeErrorUpdate},
-	{"NarInfoNarNotLinked", testNarInfoNarNotLinked},
-	{"NarInfoGetMissing", testNarInfoGetMissing},
-	{"NarInfoPerCache", testNarInfoPerCache},
-	{"NarInfoSlices", testNarInfoSlices},
-	{"NarInfoCreatedAt", testNarInfoCreatedAt},
-	{"NarInfoSeq", testNarInfoSeq},
-	{"NarInfoListKeys", testNarInfoListKeys},
-	{"NarInfoConcurrentMerge", testNarInfoConcurrentMerge},
-}
-
-// narInfoFixture makes a cache "main" with one linked Nar and returns both
-// with a narinfo, not yet stored, that serves the Nar.
-func narInfoFixture(t *testing.T, s store.MetaStore) (store.Cache, store.Nar, store.NarInfo) {
+// listAll returns every entry of the cache whose key starts with prefix.
+func listAll(t *testing.T, s store.MetaStore, cacheID int64, prefix string) []store.Entry {
 	t.Helper()
-	c := createCache(t, s, "main")
-	n := addNar(t, s, c.ID, newNar("one"))
-	return c, n, newNarInfo(c.ID, "hello", n.FileHash)
+	list, err := s.ListKeys(t.Context(), cacheID, prefix, "", 100000)
+	mustOK(t, "list keys", err)
+	return list
 }
 
-// getNarInfo reads the narinfo of hash in the cache and fails t on error.
-func getNarInfo(t *testing.T, s store.MetaStore, cacheID int64, hash string) (store.NarInfo, store.Nar) {
+// entryKeys returns the keys of list.
+func entryKeys(list []store.Entry) []string {
+	keys := make([]string, len(list))
+	for i, e := range list {
+		keys[i] = e.Key
+	}
+	return keys
+}
+
+// mustKeys fails t unless the keys of the cache are exactly want, in order.
+func mustKeys(t *testing.T, what string, s store.MetaStore, cacheID int64, want ...string) {
 	t.Helper()
-	ni, n, err := s.GetNarInfo(t.Context(), cacheID, hash)
-	mustOK(t, "get narinfo "+hash, err)
-	return ni, n
-}
-
-func testNarInfoNew(t *testing.T, s store.MetaStore) {
-	c, n, ni := narInfoFixture(t, s)
-	calls := 0
-	got, err := s.PutNarInfo(t.Context(), ni, func(old *store.NarInfo) (store.NarInfo, error) {
-		calls++
-		if old != nil {
-			t.Errorf("merge of a new narinfo: old is %+v, want nil", *old)
-		}
-		return ni, nil
-	})
-	mustOK(t, "put narinfo", err)
-	if calls != 1 {
-		t.Fatalf("put narinfo: merge called %d times, want 1", calls)
+	if got := entryKeys(listAll(t, s, cacheID, "")); !slices.Equal(got, want) {
+		t.Fatalf("%s: keys %q, want %q", what, got, want)
 	}
-	if got.Seq <= 0 {
-		t.Fatalf("put narinfo: Seq %d, want a positive one", got.Seq)
-	}
-	mustNarInfo(t, "put narinfo", got, ni)
-	gni, gn := getNarInfo(t, s, c.ID, ni.Hash)
-	mustNarInfo(t, "get narinfo", gni, got)
-	mustNar(t, "get narinfo: nar", gn, n)
 }
 
-func testNarInfoUpdate(t *testing.T, s store.MetaStore) {
-	c, _, ni := narInfoFixture(t, s)
-	first := putNarInfo(t, s, ni)
-	n2 := addNar(t, s, c.ID, newNar("two"))
-	calls := 0
-	var seen store.NarInfo
-	got, err := s.PutNarInfo(t.Context(), ni, func(old *store.NarInfo) (store.NarInfo, error) {
-		calls++
-		if old == nil {
-			return store.NarInfo{}, errors.New("merge of an existing narinfo got nil")
-		}
-		seen = *old
-		upd := *old
-		upd.FileHash = n2.FileHash
-		upd.Sigs = append(slices.Clone(old.Sigs), "second-1:c2ln")
-		upd.Deriver = ""
-		return upd, nil
-	})
-	mustOK(t, "update narinfo", err)
-	if calls != 1 {
-		t.Fatalf("update narinfo: merge called %d times, want 1", calls)
-	}
-	mustNarInfo(t, "merge: old record", seen, first)
-	want := first
-	want.FileHash, want.Deriver = n2.FileHash, ""
-	want.Sigs = []string{"upstream-1:c2ln", "second-1:c2ln"}
-	mustNarInfo(t, "update narinfo (keeps Seq)", got, want)
-	gni, gn := getNarInfo(t, s, c.ID, ni.Hash)
-	mustNarInfo(t, "get updated narinfo", gni, want)
-	mustNar(t, "get updated narinfo: nar", gn, n2)
+// narEntry returns the entry ListKeys gives for n linked under key at
+// modified.
+func narEntry(n store.Nar, key string, modified time.Time) store.Entry {
+	return store.Entry{Key: key, Kind: store.EntryNar, Size: n.FileSize, ETag: n.MD5, Modified: modified}
 }
 
-// failMerge is a merge that returns errBoom.
-func failMerge(*store.NarInfo) (store.NarInfo, error) { return store.NarInfo{}, errBoom }
-
-func testNarInfoMergeErrorNew(t *testing.T, s store.MetaStore) {
-	c, _, ni := narInfoFixture(t, s)
-	_, err := s.PutNarInfo(t.Context(), ni, failMerge)
-	if err != errBoom {
-		t.Fatalf("put narinfo with a failing merge: got error %v, want %v unchanged", err, errBoom)
-	}
-	_, _, err = s.GetNarInfo(t.Context(), c.ID, ni.Hash)
-	mustNotFound(t, "get narinfo after a failed merge", err)
-	mustNarInfoKeys(t, s, nil)
-}
-
-func testNarInfoMergeErrorUpdate(t *testing.T, s store.MetaStore) {
-	c, _, ni := narInfoFixture(t, s)
-	first := putNarInfo(t, s, ni)
-	_, err := s.PutNarInfo(t.Context(), ni, failMerge)
-	if err != errBoom {
-		t.Fatalf("update narinfo with a failing merge: got error %v, want %v unchanged", err, errBoom)
-	}
-	gni, _ := getNarInfo(t, s, c.ID, ni.Hash)
-	mustNarInfo(t, "narinfo after a failed merge", gni, first)
-}
-
-func testNarInfoNarNotLinked(t *testing.T, s store.MetaStore) {
-	c, _, ni := narInfoFixture(t, s)
-	other := createCache(t, s, "other")
-	elsewhere := addNar(t, s, other.ID, newNar("elsewhere"))
-	for _, fh := range []string{elsewhere.FileHash, fileHash("nowhere")} {
-		bad := newNarInfo(c.ID, "new", fh)
-		_, err := s.PutNarInfo(t.Context(), bad, replaceWith(bad))
-		mustNotFound(t, "put narinfo of an unlinked nar", err)
-		_, _, err = s.GetNarInfo(t.Context(), c.ID, bad.Hash)
-		mustNotFound(t, "get narinfo refused for an unlinked nar", err)
-	}
-	first := putNarInfo(t, s, ni)
-	upd := ni
-	upd.FileHash = elsewhere.FileHash
-	_, err := s.PutNarInfo(t.Context(), ni, replaceWith(upd))
-	mustNotFound(t, "update narinfo to an unlinked nar", err)
-	gni, _ := getNarInfo(t, s, c.ID, ni.Hash)
-	mustNarInfo(t, "narinfo after a refused update", gni, first)
-	gone := newNarInfo(c.ID+1000, "gone", ni.FileHash)
-	_, err = s.PutNarInfo(t.Context(), gone, replaceWith(gone))
-	mustNotFound(t, "put narinfo in an unknown cache", err)
-	mustNarInfoKeys(t, s, []store.NarInfoKey{{Seq: first.Seq, CacheID: c.ID, Hash: ni.Hash}})
-}
-
-func testNarInfoGetMissing(t *testing.T, s store.MetaStore) {
-	c, _, ni := narInfoFixture(t, s)
-	other := createCache(t, s, "other")
-	_, _, err := s.GetNarInfo(t.Context(), c.ID, ni.Hash)
-	mustNotFound(t, "get missing narinfo", err)
-	putNarInfo(t, s, ni)
-	_, _, err = s.GetNarInfo(t.Context(), other.ID, ni.Hash)
-	mustNotFound(t, "get narinfo of another cache", err)
-	_, _, err = s.GetNarInfo(t.Context(), c.ID, storeHash("missing"))
-	mustNotFound(t, "get narinfo of another hash", err)
-	_, _, err = s.GetNarInfo(t.Context(), c.ID+1000, ni.Hash)
-	mustNotFound(t, "get narinfo in an unknown cache", err)
-}
-
-func testNarInfoPerCache(t *testing.T, s store.MetaStore) {
-	a, n, ni := narInfoFixture(t, s)
+func testNarKeyPerCache(t *testing.T, s store.MetaStore) {
+	a := createCache(t, s, "a")
 	b := createCache(t, s, "b")
-	n2 := addNar(t, s, b.ID, newNar("two"))
-	inA := putNarInfo(t, s, ni)
-	nb := newNarInfo(b.ID, "hello", n2.FileHash)
-	nb.Sigs = nil
-	inB := putNarInfo(t, s, nb)
-	if inA.Seq == inB.Seq {
-		t.Fatalf("narinfos in two caches share Seq %d", inA.Seq)
-	}
-	gni, gn := getNarInfo(t, s, a.ID, ni.Hash)
-	mustNarInfo(t, "get narinfo in a", gni, inA)
-	mustNar(t, "get narinfo in a: nar", gn, n)
-	gni, gn = getNarInfo(t, s, b.ID, ni.Hash)
-	mustNarInfo(t, "get narinfo in b", gni, inB)
-	mustNar(t, "get narinfo in b: nar", gn, n2)
-}
-
-func testNarInfoSlices(t *testing.T, s store.MetaStore) {
-	c, _, _ := narInfoFixture(t, s)
 	n := newNar("one")
-	cases := [][]string{
-		nil,
-		{},
-		{"one"},
-		{"a", "b", "c", "d"},
-		{"", "with space", "comma,semicolon;", `"quoted"`, "new\nline", "tab\t", "[]", "ünï"},
-	}
-	for i, refs := range cases {
-		for j, sigs := range cases {
-			ni := newNarInfo(c.ID, fmt.Sprint("p", i, "-", j), n.FileHash)
-			ni.References, ni.Sigs = refs, sigs
-			got := putNarInfo(t, s, ni)
-			mustNarInfo(t, fmt.Sprint("put narinfo with slices ", i, j), got, ni)
-			gni, _ := getNarInfo(t, s, c.ID, ni.Hash)
-			mustNarInfo(t, fmt.Sprint("get narinfo with slices ", i, j), gni, got)
-		}
-	}
-}
-
-func testNarInfoCreatedAt(t *testing.T, s store.MetaStore) {
-	c, _, ni := narInfoFixture(t, s)
-	ni.CreatedAt = time.Date(2022, 3, 4, 5, 6, 7, 890, time.FixedZone("west", -5*3600))
-	got := putNarInfo(t, s, ni)
-	mustNarInfo(t, "put narinfo with CreatedAt", got, ni)
-	zero := newNarInfo(c.ID, "zero", ni.FileHash)
-	zero.CreatedAt = time.Time{}
 	before := time.Now()
-	got = putNarInfo(t, s, zero)
-	mustRecent(t, "put narinfo with zero CreatedAt", got.CreatedAt, before)
-	gni, _ := getNarInfo(t, s, c.ID, zero.Hash)
-	mustNarInfo(t, "get narinfo with assigned CreatedAt", gni, got)
-}
-
-func testNarInfoSeq(t *testing.T, s store.MetaStore) {
-	c, _, ni := narInfoFixture(t, s)
-	var seqs []int64
-	for _, seed := range []string{"x", "y", "z"} {
-		seqs = append(seqs, putNarInfo(t, s, newNarInfo(c.ID, seed, ni.FileHash)).Seq)
-	}
-	upd := newNarInfo(c.ID, "x", ni.FileHash)
-	upd.System = "aarch64-linux"
-	if got := putNarInfo(t, s, upd); got.Seq != seqs[0] {
-		t.Fatalf("update narinfo: Seq %d, want %d kept", got.Seq, seqs[0])
-	}
-	seqs = append(seqs, putNarInfo(t, s, newNarInfo(c.ID, "w", ni.FileHash)).Seq)
-	for i := 1; i < len(seqs); i++ {
-		if seqs[i] <= seqs[i-1] {
-			t.Fatalf("Seq of new narinfos not increasing: %v", seqs)
+	addNarAt(t, s, a.ID, n, "nar/in-a.nar.zst")
+	addNarAt(t, s, b.ID, n, "nar/in-b.nar")
+	for _, c := range []struct {
+		id  int64
+		key string
+	}{{a.ID, "nar/in-a.nar.zst"}, {b.ID, "nar/in-b.nar"}} {
+		list := listAll(t, s, c.id, "")
+		if len(list) != 1 {
+			t.Fatalf("list keys of cache %d: %+v, want one NAR", c.id, list)
+		}
+		mustRecent(t, "list keys: Modified of a NAR link", list[0].Modified, before)
+		if want := narEntry(n, c.key, list[0].Modified); list[0] != want {
+			t.Fatalf("list keys of cache %d: %+v, want %+v", c.id, list[0], want)
 		}
 	}
-	// Seq keeps increasing past records deleted with their cache.
-	mustOK(t, "delete cache", s.DeleteCache(t.Context(), "main"))
-	c2, _, ni2 := narInfoFixture(t, s)
-	if got := putNarInfo(t, s, ni2); got.Seq <= seqs[len(seqs)-1] {
-		t.Fatalf("narinfo in cache %d after a delete: Seq %d, want more than %d",
-			c2.ID, got.Seq, seqs[len(seqs)-1])
+}
+
+func testNarRelinkKeepsKey(t *testing.T, s store.MetaStore) {
+	c := createCache(t, s, "main")
+	n := newNar("one")
+	addNarAt(t, s, c.ID, n, "nar/first.nar.zst")
+	mustNar(t, "relink under another key", addNarAt(t, s, c.ID, n, "nar/second.nar.zst"), n)
+	mustKeys(t, "keys after relinking", s, c.ID, "nar/first.nar.zst")
+	// The second key was not taken: another Nar may use it.
+	other := addNarAt(t, s, c.ID, newNar("two"), "nar/second.nar.zst")
+	mustKeys(t, "keys after linking another nar", s, c.ID, "nar/first.nar.zst", "nar/second.nar.zst")
+	g, err := s.CacheNar(t.Context(), c.ID, other.FileHash)
+	mustOK(t, "cache nar", err)
+	mustNar(t, "cache nar", g, other)
+}
+
+func testNarKeyTaken(t *testing.T, s store.MetaStore) {
+	a := createCache(t, s, "a")
+	b := createCache(t, s, "b")
+	n := addNarAt(t, s, a.ID, newNar("one"), "nar/x.nar")
+	intruder := newNar("two")
+	_, err := s.AddNar(t.Context(), a.ID, intruder, "nar/x.nar")
+	mustExists(t, "add another nar under a taken key", err)
+	_, err = s.GetNar(t.Context(), intruder.FileHash)
+	mustNotFound(t, "get nar refused for a taken key", err)
+	_, err = s.CacheNar(t.Context(), a.ID, intruder.FileHash)
+	mustNotFound(t, "cache nar refused for a taken key", err)
+	g, err := s.CacheNar(t.Context(), a.ID, n.FileHash)
+	mustOK(t, "cache nar holding the key", err)
+	mustNar(t, "cache nar holding the key", g, n)
+	// Keys are per cache.
+	addNarAt(t, s, b.ID, intruder, "nar/x.nar")
+	mustKeys(t, "keys of b", s, b.ID, "nar/x.nar")
+	if list := listAll(t, s, a.ID, ""); len(list) != 1 || list[0].ETag != n.MD5 {
+		t.Fatalf("keys of a: %+v, want the first nar's only", list)
 	}
 }
 
-func testNarInfoListKeys(t *testing.T, s store.MetaStore) {
-	keys, err := s.ListNarInfoKeys(t.Context(), 0, 10)
-	mustOK(t, "list narinfo keys of an empty store", err)
-	if len(keys) != 0 {
-		t.Fatalf("list narinfo keys of an empty store: %+v", keys)
-	}
+// unlinkTests check UnlinkNar.
+var unlinkTests = []metaTest{
+	{"NarUnlink", testNarUnlink},
+	{"NarUnlinkWithoutNarInfos", testNarUnlinkWithoutNarInfos},
+	{"NarUnlinkMissing", testNarUnlinkMissing},
+	{"NarRelinkAfterUnlink", testNarRelinkAfterUnlink},
+}
+
+func testNarUnlink(t *testing.T, s store.MetaStore) {
 	a, n, _ := narInfoFixture(t, s)
 	b := createCache(t, s, "b")
+	n2 := addNar(t, s, a.ID, newNar("two"))
+	p1 := putNarInfo(t, s, newNarInfo(a.ID, "p1", n.FileHash))
+	p2 := putNarInfo(t, s, newNarInfo(a.ID, "p2", n.FileHash))
+	p3 := putNarInfo(t, s, newNarInfo(a.ID, "p3", n2.FileHash))
 	addNar(t, s, b.ID, n)
-	var want []store.NarInfoKey
-	for i := range 7 {
-		c := []store.Cache{a, b}[i%2]
-		ni := putNarInfo(t, s, newNarInfo(c.ID, fmt.Sprint("p", i), n.FileHash))
-		want = append(want, store.NarInfoKey{Seq: ni.Seq, CacheID: c.ID, Hash: ni.Hash})
+	inB := putNarInfo(t, s, newNarInfo(b.ID, "p1", n.FileHash))
+
+	gone, err := s.UnlinkNar(t.Context(), a.ID, n.FileHash)
+	mustOK(t, "unlink nar", err)
+	slices.Sort(gone)
+	if want := []string{p1.Hash, p2.Hash}; !slices.Equal(gone, want) {
+		t.Fatalf("unlink nar: withdrew %q, want %q", gone, want)
 	}
-	putNarInfo(t, s, newNarInfo(a.ID, "p2", n.FileHash)) // an update keeps its place
-	mustNarInfoKeys(t, s, want)
-	var got []store.NarInfoKey
-	for after := int64(0); ; {
-		page, err := s.ListNarInfoKeys(t.Context(), after, 3)
-		mustOK(t, "list narinfo keys page", err)
-		if len(page) > 3 {
-			t.Fatalf("list narinfo keys with limit 3: %d keys", len(page))
-		}
-		if len(page) == 0 {
-			break
-		}
-		got = append(got, page...)
-		after = page[len(page)-1].Seq
+	for _, ni := range []store.NarInfo{p1, p2} {
+		_, _, err := s.GetNarInfo(t.Context(), a.ID, ni.Hash)
+		mustNotFound(t, "get narinfo of an unlinked nar", err)
 	}
-	if !slices.Equal(got, want) {
-		t.Fatalf("list narinfo keys by pages: got %+v, want %+v", got, want)
-	}
-	page, err := s.ListNarInfoKeys(t.Context(), want[3].Seq, 100)
-	mustOK(t, "list narinfo keys after the fourth", err)
-	if !slices.Equal(page, want[4:]) {
-		t.Fatalf("list narinfo keys after the fourth: got %+v, want %+v", page, want[4:])
-	}
-	page, err = s.ListNarInfoKeys(t.Context(), 0, 0)
-	mustOK(t, "list narinfo keys with limit 0", err)
-	if len(page) != 0 {
-		t.Fatalf("list narinfo keys with limit 0: %+v", page)
-	}
+	_, err = s.CacheNar(t.Context(), a.ID, n.FileHash)
+	mustNotFound(t, "cache nar after unlinking it", err)
+	g, err := s.GetNar(t.Context(), n.FileHash)
+	mustOK(t, "get nar after unlinking it", err)
+	mustNar(t, "get nar after unlinking it", g, n)
+	gni, _ := getNarInfo(t, s, a.ID, p3.Hash)
+	mustNarInfo(t, "narinfo of another nar", gni, p3)
+	mustKeys(t, "keys after unlinking", s, a.ID, p3.Key, narKey(n2))
+
+	g, err = s.CacheNar(t.Context(), b.ID, n.FileHash)
+	mustOK(t, "cache nar in another cache", err)
+	mustNar(t, "cache nar in another cache", g, n)
+	gni, _ = getNarInfo(t, s, b.ID, inB.Hash)
+	mustNarInfo(t, "narinfo in another cache", gni, inB)
+	mustNarInfoKeys(t, s, []store.NarInfoKey{{Seq: p3.Seq, CacheID: a.ID, Hash: p3.Hash},
+		{Seq: inB.Seq, CacheID: b.ID, Hash: inB.Hash}})
+
+	_, err = s.UnlinkNar(t.Context(), a.ID, n.FileHash)
+	mustNotFound(t, "unlink nar twice", err)
 }
 
-func testNarInfoConcurrentMerge(t *testing.T, s store.MetaStore) {
-	c, _, ni := narInfoFixture(t, s)
-	ni.Sigs = nil
-	const writers = 8
-	var wg sync.WaitGroup
-	errs := make([]error, writers)
-	for i := range writers {
-		wg.Go(func() {
-			sig := fmt.Sprintf("key-%d:c2ln", i)
-			_, errs[i] = s.PutNarInfo(t.Context(), ni, func(old *store.NarInfo) (store.NarInfo, error) {
-				next := ni
-				if old != nil {
-					next = *old
-				}
-				next.Sigs = append(slices.Clone(next.Sigs), sig)
-				return next, nil
-			})
-		})
+func testNarUnlinkWithoutNarInfos(t *testing.T, s store.MetaStore) {
+	c, n, _ := narInfoFixture(t, s)
+	gone, err := s.UnlinkNar(t.Context(), c.ID, n.FileHash)
+	mustOK(t, "unlink nar served by no narinfo", err)
+	if len(gone) != 0 {
+		t.Fatalf("unlink nar served by no narinfo: withdrew %q", gone)
 	}
-	wg.Wait()
-	for i, err := range errs {
-		mustOK(t, fmt.Sprint("concurrent put narinfo ", i), err)
-	}
-	got, _ := getNarInfo(t, s, c.ID, ni.Hash)
-	if len(got.Sigs) != writers {
-		t.Fatalf("after %d concurrent merges: sigs %q", writers, got.Sigs)
-	}
-	for i := range writers {
-		if sig := fmt.Sprintf("key-%d:c2ln", i); !slices.Contains(got.Sigs, sig) {
-			t.Fatalf("after concurrent merges: %s missing from %q", sig, got.Sigs)
-		}
-	}
-	keys, err := s.ListNarInfoKeys(t.Context(), 0, 100)
-	mustOK(t, "list narinfo keys", err)
-	if len(keys) != 1 {
-		t.Fatalf("after concurrent merges: %d narinfo keys, want 1", len(keys))
-	}
+	mustKeys(t, "keys after unlinking", s, c.ID)
+}
+
+func testNarUnlinkMissing(t *testing.T, s store.MetaStore) {
+	a, n, ni := narInfoFixture(t, s)
+	b := createCache(t, s, "b")
+	putNarInfo(t, s, ni)
+	_, err := s.UnlinkNar(t.Context(), a.ID, fileHash("missing"))
+	mustNotFound(t, "unlink unknown nar", err)
+	_, err = s.UnlinkNar(t.Context(), b.ID, n.FileHash)
+	mustNotFound(t, "unlink nar from a cache it is not linked to", err)
+	_, err = s.UnlinkNar(t.Context(), a.ID+1000, n.FileHash)
+	mustNotFound(t, "unlink nar from an unknown cache", err)
+	g, err := s.CacheNar(t.Context(), a.ID, n.FileHash)
+	mustOK(t, "cache nar after refused unlinks", err)
+	mustNar(t, "cache nar after refused unlinks", g, n)
+	getNarInfo(t, s, a.ID, ni.Hash)
+}
+
+func testNarRelinkAfterUnlink(t *testing.T, s store.MetaStore) {
+	c, n, ni := narInfoFixture(t, s)
+	putNarInfo(t, s, ni)
+	_, err := s.UnlinkNar(t.Context(), c.ID, n.FileHash)
+	mustOK(t, "unlink nar", err)
+	mustNar(t, "relink nar", addNarAt(t, s, c.ID, n, "nar/again.nar.zst"), n)
+	mustKeys(t, "keys after relinking", s, c.ID, "nar/again.nar.zst")
+	_, _, err = s.GetNarInfo(t.Context(), c.ID, ni.Hash)
+	mustNotFound(t, "narinfo withdrawn with the link after relinking", err)
 }

@@ -8,9 +8,12 @@
 // every implementation follows:
 //
 //   - Times read back are in UTC and kept to at least the second.
-//   - A Nar, NarInfo or File handed over with a zero CreatedAt is stored with
-//     the time of the call; a non-zero one is kept.
-//   - Empty and nil References and Sigs are the same thing.
+//   - A Nar, NarInfo, Object, HeldNarInfo, Upload or Part handed over with a
+//     zero CreatedAt is stored with the time of the call; a non-zero one is
+//     kept. Caches and tokens always get the time of the call.
+//   - Empty and nil slices (References, Sigs, Body) are the same thing, and
+//     so are empty and nil maps (Metadata).
+//   - Lists whose order the contract leaves open are compared as sets.
 package storetest
 
 import (

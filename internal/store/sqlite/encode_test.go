@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"encoding/json"
+	"maps"
 	"slices"
 	"testing"
 )
@@ -47,4 +48,36 @@ func FuzzDecodePlainList(f *testing.F) {
 			t.Fatalf("decode %q: fast %q, encoding/json %q", b, got, want)
 		}
 	})
+}
+
+func TestMapEncoding(t *testing.T) {
+	cases := []map[string]string{
+		{"a": ""},
+		{"": "empty name"},
+		{"author": "Jane", "ünï": "日本", "q": `"quoted" \back\ <&>`, "nl": "a\nb\tc\x00d"},
+	}
+	for _, m := range cases {
+		enc, err := encodeMap(m)
+		if err != nil {
+			t.Fatalf("encode %q: %v", m, err)
+		}
+		got, err := decodeMap([]byte(enc))
+		if err != nil || !maps.Equal(got, m) {
+			t.Errorf("decode %s: %q, %v; want %q", enc, got, err, m)
+		}
+	}
+	for _, m := range []map[string]string{nil, {}} {
+		enc, err := encodeMap(m)
+		if err != nil || enc != "{}" {
+			t.Errorf("encode %#v: %q, %v; want {}", m, enc, err)
+		}
+	}
+	if got, err := decodeMap([]byte("{}")); err != nil || got != nil {
+		t.Errorf("decode {}: %#v, %v; want nil", got, err)
+	}
+	for _, m := range []map[string]string{{"k": "\xff"}, {"\xc3": "v"}} {
+		if enc, err := encodeMap(m); err == nil {
+			t.Errorf("encode %q, which is not UTF-8: %s, no error", m, enc)
+		}
+	}
 }
