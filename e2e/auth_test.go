@@ -164,7 +164,7 @@ func TestTokenExpires(t *testing.T) {
 	if d := time.Since(created); d < 2*time.Second {
 		t.Errorf("a token with 3s to live stopped working after %v", d)
 	}
-	srv.waitLog(t, "the token expired at")
+	srv.waitLog(t, "expired at")
 	if list := srv.cli(t, "token", "list"); !strings.Contains(list, "(expired)") {
 		t.Errorf("token list does not show the expired token as such:\n%s", list)
 	}

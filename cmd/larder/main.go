@@ -31,7 +31,7 @@ Usage:
   larder cache list
   larder cache delete NAME
   larder cache pubkey NAME                   print the cache's public key
-  larder token create --cache NAME|'*' --perm read|write|admin [--expires 30d] [--description TEXT]
+  larder token create --cache NAME|'GLOB'|'*' --perm read|write|admin [--expires 30d] [--description TEXT] [--s3]
   larder token list
   larder token revoke ID
   larder version

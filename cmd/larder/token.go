@@ -22,10 +22,11 @@ func cmdToken(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	cacheName := c.fs.String("cache", "", "create: the cache the token is for, or '*' for every cache")
+	cacheName := c.fs.String("cache", "", "create: the cache the token is for, a glob of cache names such as 'ci-*', or '*' for every cache")
 	perm := c.fs.String("perm", "", "create: read, write or admin")
 	expires := c.fs.String("expires", "", "create: lifetime such as 12h or 30d (default: never expires)")
 	desc := c.fs.String("description", "", "create: a note shown by token list")
+	s3 := c.fs.Bool("s3", false, "create: an S3 access key pair, printed as 'ACCESS_KEY_ID SECRET_ACCESS_KEY'")
 	pos, err := c.parse(args)
 	if err != nil {
 		return err
@@ -33,7 +34,7 @@ func cmdToken(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	switch sub {
 	case "create":
 		if len(pos) != 0 || *cacheName == "" || *perm == "" {
-			return fmt.Errorf("usage: larder token create --cache NAME --perm read|write|admin [--expires DURATION]")
+			return fmt.Errorf("usage: larder token create --cache NAME --perm read|write|admin [--expires DURATION] [--s3]")
 		}
 	case "list":
 		if len(pos) != 0 {
@@ -61,7 +62,7 @@ func cmdToken(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	switch sub {
 	case "create":
 		text, _, err := svc.CreateToken(ctx, service.TokenSpec{
-			Cache: *cacheName, Perm: store.Perm(*perm), ExpiresIn: lifetime, Description: *desc,
+			Cache: *cacheName, Perm: store.Perm(*perm), ExpiresIn: lifetime, Description: *desc, S3: *s3,
 		})
 		if err != nil {
 			return userError(err)
@@ -88,11 +89,11 @@ func cmdToken(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 func printTokens(w io.Writer, list []store.Token) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tCACHE\tPERM\tCREATED\tEXPIRES\tDESCRIPTION")
+	fmt.Fprintln(tw, "ID\tKIND\tCACHES\tPERM\tCREATED\tEXPIRES\tDESCRIPTION")
 	for _, t := range list {
-		cache := t.CacheName
-		if t.CacheID == 0 {
-			cache = service.AllCaches
+		kind := "http"
+		if t.AccessKeyID != "" {
+			kind = "s3 " + t.AccessKeyID
 		}
 		exp := "never"
 		if !t.ExpiresAt.IsZero() {
@@ -101,7 +102,7 @@ func printTokens(w io.Writer, list []store.Token) error {
 				exp += " (expired)"
 			}
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", t.ID, cache, t.Perm,
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, kind, t.Scope, t.Perm,
 			t.CreatedAt.UTC().Format(time.RFC3339), exp, t.Description)
 	}
 	return tw.Flush()

@@ -66,6 +66,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error
 		Meta: meta, Blobs: blobs, Logger: log.With("component", "service"),
 		Limits:  Limits(cfg),
 		KeyHost: keyHost(),
+		HeldTTL: time.Duration(cfg.HeldTTL),
 	})
 	if err != nil {
 		meta.Close()

@@ -26,6 +26,11 @@ type Config struct {
 	Data      string `toml:"data" help:"data directory: SQLite database, blobs and admin-token"`
 	Listen    string `toml:"listen" help:"address to listen on (host:port)"`
 	PublicURL string `toml:"public_url" help:"URL clients reach larder at, used in printed instructions (default http://LISTEN)"`
+	TLSCert   string `toml:"tls_cert" help:"PEM certificate file; with tls_key, serve HTTPS"`
+	TLSKey    string `toml:"tls_key" help:"PEM private key file of tls_cert"`
+
+	S3Region string `toml:"s3_region" help:"the only region S3 requests may be signed for (default: any)"`
+	S3Domain string `toml:"s3_domain" help:"base domain for virtual-host style S3 requests (CACHE.DOMAIN); default: path style only"`
 
 	LogLevel  string `toml:"log_level" help:"log level: debug, info, warn or error"`
 	LogFormat string `toml:"log_format" help:"log format: text or json"`
@@ -40,6 +45,7 @@ type Config struct {
 	BodyTimeout     Duration `toml:"body_timeout" help:"how long an upload may send nothing before it is abandoned"`
 	ShutdownTimeout Duration `toml:"shutdown_timeout" help:"how long a stopping server waits for requests in flight"`
 	SyncInterval    Duration `toml:"sync_interval" help:"how often the server picks up changes made by other processes"`
+	HeldTTL         Duration `toml:"held_narinfo_ttl" help:"how long a narinfo uploaded over S3 before its NAR waits for it"`
 }
 
 // Default returns the configuration larder runs with when nothing is set.
@@ -58,6 +64,7 @@ func Default() Config {
 		BodyTimeout:           Duration(time.Minute),
 		ShutdownTimeout:       Duration(30 * time.Second),
 		SyncInterval:          Duration(2 * time.Second),
+		HeldTTL:               Duration(time.Hour),
 	}
 }
 
@@ -90,8 +97,14 @@ func (c *Config) Validate() error {
 	if _, port, err := net.SplitHostPort(c.Listen); err != nil || port == "" {
 		bad("listen: %q is not host:port", c.Listen)
 	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		bad("tls_cert and tls_key: set both or neither")
+	}
 	if c.PublicURL == "" {
 		c.PublicURL = "http://" + c.Listen
+		if c.TLSCert != "" {
+			c.PublicURL = "https://" + c.Listen
+		}
 	}
 	if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		bad("public_url: %q is not an http(s) URL", c.PublicURL)
@@ -116,8 +129,11 @@ func (c *Config) Validate() error {
 	if c.MaxDecompressionRatio < 0 {
 		bad("max_decompression_ratio: must not be negative")
 	}
-	if c.BodyTimeout <= 0 || c.ShutdownTimeout <= 0 || c.SyncInterval <= 0 {
-		bad("body_timeout, shutdown_timeout and sync_interval must be positive")
+	if c.BodyTimeout <= 0 || c.ShutdownTimeout <= 0 || c.SyncInterval <= 0 || c.HeldTTL <= 0 {
+		bad("body_timeout, shutdown_timeout, sync_interval and held_narinfo_ttl must be positive")
+	}
+	if c.S3Domain != "" && (strings.Contains(c.S3Domain, "/") || strings.HasPrefix(c.S3Domain, ".")) {
+		bad("s3_domain: %q is not a domain name", c.S3Domain)
 	}
 	return errors.Join(errs...)
 }

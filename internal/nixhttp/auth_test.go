@@ -101,7 +101,7 @@ func TestPrivateCache(t *testing.T) {
 	}
 	var id int64
 	for _, tk := range list {
-		if tk.CacheName == "secret" && tk.Perm == store.PermRead {
+		if tk.Scope == "secret" && tk.Perm == store.PermRead {
 			id = tk.ID
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/larder-cache/larder/internal/httpx"
 	"github.com/larder-cache/larder/internal/nixkey"
 	"github.com/larder-cache/larder/internal/service"
 	"github.com/larder-cache/larder/internal/store"
@@ -61,7 +62,7 @@ func notModified(w http.ResponseWriter, r *http.Request, c service.Cache, etag, 
 	hdr := w.Header()
 	hdr.Set("ETag", etag)
 	hdr.Set("Cache-Control", cacheControl(c, maxAge))
-	if etagMatches(r.Header.Get("If-None-Match"), etag) {
+	if httpx.ETagMatches(r.Header.Get("If-None-Match"), etag) {
 		w.WriteHeader(http.StatusNotModified)
 		return true
 	}
@@ -100,9 +101,9 @@ func (h *Handler) serveNar(w http.ResponseWriter, r *http.Request, info *request
 	}
 	hdr.Set("Content-Type", "application/x-nix-nar")
 	off, length, status := int64(0), n.FileSize, http.StatusOK
-	if rg := r.Header.Get("Range"); rg != "" && ifRangeAllows(r.Header.Get("If-Range"), etag) {
+	if rg := r.Header.Get("Range"); rg != "" && httpx.IfRangeAllows(r.Header.Get("If-Range"), etag) {
 		var ok, satisfiable bool
-		off, length, ok, satisfiable = parseRange(rg, n.FileSize)
+		off, length, ok, satisfiable = httpx.ParseRange(rg, n.FileSize)
 		switch {
 		case ok && !satisfiable:
 			hdr.Set("Content-Range", "bytes */"+strconv.FormatInt(n.FileSize, 10))
@@ -114,7 +115,7 @@ func (h *Handler) serveNar(w http.ResponseWriter, r *http.Request, info *request
 			return
 		case ok:
 			status = http.StatusPartialContent
-			hdr.Set("Content-Range", contentRange(off, length, n.FileSize))
+			hdr.Set("Content-Range", httpx.ContentRange(off, length, n.FileSize))
 		default:
 			off, length = 0, n.FileSize // unparsable or multiple ranges: send it all
 		}

@@ -4,7 +4,9 @@
 // substituter for every path), so the index must be cheap in time and memory:
 // it keeps the first 64 bits of each 160-bit store path hash. A false
 // positive only costs a database lookup; there are no false negatives for
-// hashes that were added.
+// hashes that were added. Deleted narinfos are not removed (with 64-bit keys
+// a removal could hide another hash): they cost a lookup until the index is
+// rebuilt.
 package presence
 
 import (

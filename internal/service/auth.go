@@ -7,23 +7,33 @@ import (
 	"encoding/base32"
 	"encoding/hex"
 	"errors"
+	"path"
+	"regexp"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/larder-cache/larder/internal/store"
 )
 
-// tokenPrefix starts every token larder issues, so that secret scanners and
-// people can recognise one.
-const tokenPrefix = "lrd_"
+// tokenPrefix starts every HTTP token larder issues, so that secret
+// scanners and people can recognise one. S3 access key IDs start with
+// accessKeyPrefix for the same reason.
+const (
+	tokenPrefix     = "lrd_"
+	accessKeyPrefix = "LRD"
+)
 
-var tokenEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+var (
+	tokenEncoding  = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+	keyIDEncoding  = base32.NewEncoding("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567").WithPadding(base32.NoPadding)
+	secretEncoding = base32.NewEncoding("abcdefghijkmnpqrstuvwxyzABCDEFGH").WithPadding(base32.NoPadding)
+)
 
-// newToken returns a fresh token text and its hash.
-func newToken() (text, hash string) {
-	b := make([]byte, 24)
+func random(n int) []byte {
+	b := make([]byte, n)
 	_, _ = rand.Read(b) // crypto/rand.Read never fails
-	text = tokenPrefix + tokenEncoding.EncodeToString(b)
-	return text, hashToken(text)
+	return b
 }
 
 func hashToken(text string) string {
@@ -31,19 +41,44 @@ func hashToken(text string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// TokenSpec describes a token to create.
+// AllCaches is the scope of credentials valid for every cache.
+const AllCaches = "*"
+
+// scopeRE is what a scope may look like: a cache name, or a glob of cache
+// names with * ? and [...].
+var scopeRE = regexp.MustCompile(`^[a-z0-9.*?\[\]^-]{1,63}$`)
+
+// ValidateScope checks a credential scope: "*", a cache name, or a glob of
+// cache names such as "ci-*".
+func ValidateScope(scope string) error {
+	if _, err := path.Match(scope, "x"); err != nil || !scopeRE.MatchString(scope) {
+		return errorf(CodeInvalid, "scope %q is not a cache name, a glob of cache names such as ci-*, or *", scope)
+	}
+	return nil
+}
+
+// isGlob reports whether a scope names more than one cache.
+func isGlob(scope string) bool { return strings.ContainsAny(scope, "*?[") }
+
+// covers reports whether a credential scope includes the cache name.
+func covers(scope, name string) bool {
+	ok, err := path.Match(scope, name)
+	return err == nil && ok
+}
+
+// TokenSpec describes a credential to create.
 type TokenSpec struct {
-	Cache       string // a cache name, or "*" for every cache
+	Cache       string // scope: a cache name, a glob of cache names, or "*"
 	Perm        store.Perm
 	ExpiresIn   time.Duration // 0: never
 	Description string
+	S3          bool // an S3 access key pair instead of an HTTP token
 }
 
-// AllCaches is the cache name of tokens valid for every cache.
-const AllCaches = "*"
-
-// CreateToken creates a token and returns its text, which is not stored and
-// cannot be shown again.
+// CreateToken creates a credential and returns its text, which is not
+// shown again: an HTTP token, or for S3 "ACCESS_KEY_ID SECRET_ACCESS_KEY".
+// Only a hash of an HTTP token is stored; an S3 secret is stored as it is,
+// since checking a signature needs it.
 func (s *Service) CreateToken(ctx context.Context, spec TokenSpec) (string, store.Token, error) {
 	if !spec.Perm.Valid() {
 		return "", store.Token{}, errorf(CodeInvalid, "permission %q is not read, write or admin", spec.Perm)
@@ -51,40 +86,48 @@ func (s *Service) CreateToken(ctx context.Context, spec TokenSpec) (string, stor
 	if spec.ExpiresIn < 0 {
 		return "", store.Token{}, errorf(CodeInvalid, "expiry must not be negative")
 	}
-	t := store.Token{Perm: spec.Perm, Description: spec.Description}
-	if spec.Cache != AllCaches {
-		c, err := s.GetCache(ctx, spec.Cache)
-		if err != nil {
+	if err := ValidateScope(spec.Cache); err != nil {
+		return "", store.Token{}, err
+	}
+	if !isGlob(spec.Cache) {
+		if _, err := s.GetCache(ctx, spec.Cache); err != nil {
 			return "", store.Token{}, err
 		}
-		t.CacheID = c.ID
 	}
+	t := store.Token{Scope: spec.Cache, Perm: spec.Perm, Description: spec.Description}
 	if spec.ExpiresIn > 0 {
 		t.ExpiresAt = time.Now().Add(spec.ExpiresIn).UTC().Truncate(time.Second)
 	}
-	text, hash := newToken()
-	t.Hash = hash
-	t, err := s.meta.CreateToken(ctx, t)
-	if errors.Is(err, store.ErrNotFound) {
-		return "", store.Token{}, errorf(CodeNotFound, "there is no cache named %q", spec.Cache)
+	var text string
+	if spec.S3 {
+		t.AccessKeyID = accessKeyPrefix + keyIDEncoding.EncodeToString(random(11))[:17]
+		t.Secret = secretEncoding.EncodeToString(random(25))
+		text = t.AccessKeyID + " " + t.Secret
+	} else {
+		text = tokenPrefix + tokenEncoding.EncodeToString(random(24))
+		t.Hash = hashToken(text)
 	}
+	t, err := s.meta.CreateToken(ctx, t)
 	if err != nil {
 		return "", store.Token{}, internal(err, "create token")
 	}
 	return text, t, nil
 }
 
-// ListTokens returns every token (their hashes, never their text).
+// ListTokens returns every credential (hashes and key IDs, never secrets).
 func (s *Service) ListTokens(ctx context.Context) ([]store.Token, error) {
 	list, err := s.meta.ListTokens(ctx)
 	if err != nil {
 		return nil, internal(err, "list tokens")
 	}
+	for i := range list {
+		list[i].Secret = ""
+	}
 	return list, nil
 }
 
-// RevokeToken deletes the token with the given ID. It takes effect at once,
-// also on running servers.
+// RevokeToken deletes the credential with the given ID. It takes effect at
+// once, also on running servers.
 func (s *Service) RevokeToken(ctx context.Context, id int64) error {
 	err := s.meta.DeleteToken(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
@@ -94,6 +137,71 @@ func (s *Service) RevokeToken(ctx context.Context, id int64) error {
 		return internal(err, "revoke token %d", id)
 	}
 	return nil
+}
+
+// Principal is who a request comes from: a credential, or nobody.
+type Principal struct {
+	token *store.Token // nil: anonymous
+}
+
+// Anonymous is the principal of requests without credentials.
+var Anonymous = &Principal{}
+
+// ID names the principal in logs: the credential's ID, or "anonymous".
+func (p *Principal) ID() string {
+	switch {
+	case p.token == nil:
+		return "anonymous"
+	case p.token.AccessKeyID != "":
+		return p.token.AccessKeyID
+	}
+	return "token " + strconv.FormatInt(p.token.ID, 10)
+}
+
+// Authenticate returns the principal an HTTP token stands for. An empty
+// token is the anonymous principal.
+func (s *Service) Authenticate(ctx context.Context, token string) (*Principal, error) {
+	if token == "" {
+		return Anonymous, nil
+	}
+	t, err := s.meta.LookupToken(ctx, hashToken(token))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, errorf(CodeUnauthenticated, "the token is not valid (unknown or revoked)")
+	}
+	if err != nil {
+		return nil, internal(err, "look up token")
+	}
+	return checkExpiry(t)
+}
+
+// AccessKey returns the secret of an S3 access key and the principal it
+// stands for. An unknown key is CodeUnauthenticated.
+func (s *Service) AccessKey(ctx context.Context, id string) (string, *Principal, error) {
+	t, err := s.meta.LookupAccessKey(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return "", nil, errorf(CodeUnauthenticated, "the access key %s is not valid (unknown or revoked)", id)
+	}
+	if err != nil {
+		return "", nil, internal(err, "look up access key")
+	}
+	p, err := checkExpiry(t)
+	if err != nil {
+		return "", nil, err
+	}
+	return t.Secret, p, nil
+}
+
+func checkExpiry(t store.Token) (*Principal, error) {
+	if !t.ExpiresAt.IsZero() && time.Now().After(t.ExpiresAt) {
+		return nil, errorf(CodeUnauthenticated, "the credential expired at %s", t.ExpiresAt.UTC().Format(time.RFC3339))
+	}
+	return &Principal{token: &t}, nil
+}
+
+// Can reports whether the principal may act on the named cache at the level
+// need (whether or not the cache exists).
+func (p *Principal) Can(cacheName string, need store.Perm) bool {
+	return p.token != nil && covers(p.token.Scope, cacheName) && p.token.Perm.Includes(need)
 }
 
 // Cache is a cache a request was granted access to.
@@ -106,6 +214,9 @@ func (c Cache) Name() string { return c.entry.Name }
 
 // Private reports whether reading the cache needs a token.
 func (c Cache) Private() bool { return c.entry.Private }
+
+// CreatedAt returns when the cache was created.
+func (c Cache) CreatedAt() time.Time { return c.entry.CreatedAt }
 
 // CacheInfo returns the cache's nix-cache-info file.
 func (c Cache) CacheInfo() []byte { return c.entry.cacheInfo() }
@@ -123,28 +234,49 @@ func (s *Service) Access(ctx context.Context, cacheName, token string, need stor
 	if need == store.PermRead && !e.Private {
 		return Cache{e}, nil
 	}
+	p, err := s.Authenticate(ctx, token)
+	if err != nil {
+		return Cache{}, err
+	}
+	return s.authorize(e, p, need)
+}
+
+// Authorize checks that an authenticated principal may use the named cache
+// at the level need, and returns the cache.
+func (s *Service) Authorize(ctx context.Context, p *Principal, cacheName string, need store.Perm) (Cache, error) {
+	e, err := s.cache(ctx, cacheName)
+	if err != nil {
+		return Cache{}, err
+	}
+	if need == store.PermRead && !e.Private {
+		return Cache{e}, nil
+	}
+	return s.authorize(e, p, need)
+}
+
+func (s *Service) authorize(e *cacheEntry, p *Principal, need store.Perm) (Cache, error) {
 	what, doing := "write to", "writing to"
 	if need == store.PermRead {
 		what, doing = "read", "reading"
 	}
-	if token == "" {
-		return Cache{}, errorf(CodeUnauthenticated, "a token is needed to %s cache %s", what, e.Name)
-	}
-	t, err := s.meta.LookupToken(ctx, hashToken(token))
-	if errors.Is(err, store.ErrNotFound) {
-		return Cache{}, errorf(CodeUnauthenticated, "the token is not valid (unknown or revoked)")
-	}
-	if err != nil {
-		return Cache{}, internal(err, "look up token")
-	}
 	switch {
-	case !t.ExpiresAt.IsZero() && time.Now().After(t.ExpiresAt):
-		return Cache{}, errorf(CodeUnauthenticated, "the token expired at %s", t.ExpiresAt.UTC().Format(time.RFC3339))
-	case t.CacheID != 0 && t.CacheID != e.ID:
-		return Cache{}, errorf(CodeForbidden, "the token is for cache %s, not %s", t.CacheName, e.Name)
-	case !t.Perm.Includes(need):
-		return Cache{}, errorf(CodeForbidden, "the token allows %s, but %s cache %s needs %s",
-			t.Perm, doing, e.Name, need)
+	case p.token == nil:
+		return Cache{}, errorf(CodeUnauthenticated, "a token is needed to %s cache %s", what, e.Name)
+	case !covers(p.token.Scope, e.Name):
+		return Cache{}, errorf(CodeForbidden, "the credential is for %s, not cache %s", scopeText(p.token.Scope), e.Name)
+	case !p.token.Perm.Includes(need):
+		return Cache{}, errorf(CodeForbidden, "the credential allows %s, but %s cache %s needs %s",
+			p.token.Perm, doing, e.Name, need)
 	}
 	return Cache{e}, nil
+}
+
+func scopeText(scope string) string {
+	switch {
+	case scope == AllCaches:
+		return "every cache"
+	case isGlob(scope):
+		return "caches matching " + scope
+	}
+	return "cache " + scope
 }

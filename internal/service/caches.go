@@ -39,7 +39,7 @@ var cacheNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
 // every cache is also served as an S3 bucket.
 func ValidateCacheName(name string) error {
 	bad := func(why string) error {
-		return errorf(CodeInvalid, "cache name %q is not valid: %s", name, why)
+		return &Error{Code: CodeInvalid, Reason: ReasonInvalidCacheName, Msg: fmt.Sprintf("cache name %q is not valid: %s", name, why)}
 	}
 	switch {
 	case len(name) < 3 || len(name) > 63:
@@ -85,7 +85,7 @@ func (s *Service) CreateCache(ctx context.Context, spec CacheSpec) (store.Cache,
 		SecretKey: sec, PublicKey: pub,
 	})
 	if errors.Is(err, store.ErrExists) {
-		return store.Cache{}, errorf(CodeConflict, "cache %q already exists", spec.Name)
+		return store.Cache{}, &Error{Code: CodeConflict, Reason: ReasonCacheExists, Msg: fmt.Sprintf("cache %q already exists", spec.Name)}
 	}
 	if err != nil {
 		return store.Cache{}, internal(err, "create cache %s", spec.Name)
@@ -101,7 +101,7 @@ func (s *Service) CreateCache(ctx context.Context, spec CacheSpec) (store.Cache,
 func (s *Service) DeleteCache(ctx context.Context, name string) error {
 	err := s.meta.DeleteCache(ctx, name)
 	if errors.Is(err, store.ErrNotFound) {
-		return errorf(CodeNotFound, "there is no cache named %q", name)
+		return noSuchCache(name)
 	}
 	if err != nil {
 		return internal(err, "delete cache %s", name)
@@ -122,7 +122,7 @@ func (s *Service) ListCaches(ctx context.Context) ([]store.Cache, error) {
 func (s *Service) GetCache(ctx context.Context, name string) (store.Cache, error) {
 	c, err := s.meta.GetCache(ctx, name)
 	if errors.Is(err, store.ErrNotFound) {
-		return store.Cache{}, errorf(CodeNotFound, "there is no cache named %q", name)
+		return store.Cache{}, noSuchCache(name)
 	}
 	if err != nil {
 		return store.Cache{}, internal(err, "get cache %s", name)
@@ -177,4 +177,48 @@ func (s *Service) writeFailed(ctx context.Context, c Cache, err error, format st
 		return errorf(CodeNotFound, "cache %s was deleted", c.entry.Name)
 	}
 	return internal(err, format, args...)
+}
+
+// CachesFor returns the caches a principal's scope covers, ordered by name.
+func (s *Service) CachesFor(ctx context.Context, p *Principal) ([]store.Cache, error) {
+	all, err := s.ListCaches(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []store.Cache
+	for _, c := range all {
+		if p.Can(c.Name, store.PermRead) {
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
+// CreateCacheAs creates a cache on behalf of a principal, which needs admin
+// rights over the name.
+func (s *Service) CreateCacheAs(ctx context.Context, p *Principal, spec CacheSpec) (store.Cache, error) {
+	if !p.Can(spec.Name, store.PermAdmin) {
+		return store.Cache{}, errorf(CodeForbidden, "creating cache %s needs an admin credential whose scope covers it", spec.Name)
+	}
+	return s.CreateCache(ctx, spec)
+}
+
+// DeleteEmptyCacheAs deletes a cache that holds no objects on behalf of a
+// principal, which needs admin rights over it.
+func (s *Service) DeleteEmptyCacheAs(ctx context.Context, p *Principal, name string) error {
+	if !p.Can(name, store.PermAdmin) {
+		return errorf(CodeForbidden, "deleting cache %s needs an admin credential whose scope covers it", name)
+	}
+	e, err := s.cache(ctx, name)
+	if err != nil {
+		return err
+	}
+	keys, err := s.meta.ListKeys(ctx, e.ID, "", "", 1)
+	if err != nil {
+		return internal(err, "list cache %s", name)
+	}
+	if len(keys) > 0 {
+		return &Error{Code: CodeConflict, Reason: ReasonBucketNotEmpty, Msg: fmt.Sprintf("cache %s is not empty", name)}
+	}
+	return s.DeleteCache(ctx, name)
 }

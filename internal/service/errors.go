@@ -25,11 +25,38 @@ const (
 )
 
 // Error is an error with a code and a one-line message meant for the client.
-// Err, if set, carries detail for the log.
+// Err, if set, carries detail for the log. Reason, if set, refines the code
+// for protocols that tell such cases apart (the S3 API's error codes).
 type Error struct {
-	Code Code
-	Msg  string
-	Err  error
+	Code   Code
+	Reason Reason
+	Msg    string
+	Err    error
+}
+
+// Reason refines an error code.
+type Reason string
+
+// The reasons the service gives.
+const (
+	ReasonNoSuchUpload     Reason = "NoSuchUpload"
+	ReasonInvalidPart      Reason = "InvalidPart"
+	ReasonInvalidPartOrder Reason = "InvalidPartOrder"
+	ReasonEntityTooSmall   Reason = "EntityTooSmall"
+	ReasonBucketNotEmpty   Reason = "BucketNotEmpty"
+	ReasonNoSuchCache      Reason = "NoSuchBucket"
+	ReasonNoSuchKey        Reason = "NoSuchKey"
+	ReasonCacheExists      Reason = "BucketAlreadyOwnedByYou"
+	ReasonInvalidCacheName Reason = "InvalidBucketName"
+)
+
+// ReasonOf returns the reason of the first *Error in err's chain, or "".
+func ReasonOf(err error) Reason {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Reason
+	}
+	return ""
 }
 
 func (e *Error) Error() string {
@@ -71,4 +98,8 @@ func Message(err error) string {
 		return e.Msg
 	}
 	return ""
+}
+
+func noSuchCache(name string) *Error {
+	return &Error{Code: CodeNotFound, Reason: ReasonNoSuchCache, Msg: fmt.Sprintf("there is no cache named %q", name)}
 }

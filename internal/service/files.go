@@ -3,6 +3,7 @@ package service
 import (
 	"bytes"
 	"context"
+	"crypto/md5"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -37,24 +38,34 @@ func (s *Service) PutFile(ctx context.Context, c Cache, key nixkey.Key, body []b
 	if err := checkFile(key, body); err != nil {
 		return &Error{Code: CodeInvalid, Msg: key.String() + ": " + err.Error()}
 	}
+	o, err := s.storeSmall(ctx, key.String(), body)
+	if err != nil {
+		return err
+	}
+	o.CacheID, o.ContentType = c.entry.ID, ctype
+	if err := s.meta.PutObject(ctx, o); err != nil {
+		return s.writeFailed(ctx, c, err, "record %s", key)
+	}
+	return nil
+}
+
+// storeSmall stores bytes held in memory under a content-addressed blob key
+// (once, however often they are uploaded) and returns their record, to be
+// completed with the cache and content type.
+func (s *Service) storeSmall(ctx context.Context, key string, body []byte) (store.Object, error) {
 	sum := sha256.Sum256(body)
 	hash := hex.EncodeToString(sum[:])
 	blobKey := "file/" + hash[:2] + "/" + hash
 	if _, err := s.blobs.Stat(ctx, blobKey); errors.Is(err, store.ErrNotFound) {
 		if err := s.blobs.Put(ctx, blobKey, bytes.NewReader(body), int64(len(body))); err != nil {
-			return internal(err, "store %s", key)
+			return store.Object{}, internal(err, "store %s", key)
 		}
 	} else if err != nil {
-		return internal(err, "stat blob of %s", key)
+		return store.Object{}, internal(err, "stat blob of %s", key)
 	}
-	err := s.meta.PutFile(ctx, store.File{
-		CacheID: c.entry.ID, Key: key.String(), ContentType: ctype,
-		Size: int64(len(body)), SHA256: hash, BlobKey: blobKey,
-	})
-	if err != nil {
-		return s.writeFailed(ctx, c, err, "record %s", key)
-	}
-	return nil
+	m := md5.Sum(body)
+	md := hex.EncodeToString(m[:])
+	return store.Object{Key: key, Size: int64(len(body)), SHA256: hash, MD5: md, ETag: md, BlobKey: blobKey}, nil
 }
 
 // checkFile checks that body is a plausible file of the key's kind.
@@ -113,19 +124,19 @@ func strictJSON(body []byte, v any) error {
 }
 
 // File returns the record of a listing, log, realisation or debuginfo file.
-func (s *Service) File(ctx context.Context, c Cache, key nixkey.Key) (store.File, error) {
-	f, err := s.meta.GetFile(ctx, c.entry.ID, key.String())
+func (s *Service) File(ctx context.Context, c Cache, key nixkey.Key) (store.Object, error) {
+	f, err := s.meta.GetObject(ctx, c.entry.ID, key.String())
 	if errors.Is(err, store.ErrNotFound) {
-		return store.File{}, errorf(CodeNotFound, "cache %s has no %s", c.entry.Name, key)
+		return store.Object{}, errorf(CodeNotFound, "cache %s has no %s", c.entry.Name, key)
 	}
 	if err != nil {
-		return store.File{}, internal(err, "look up %s", key)
+		return store.Object{}, internal(err, "look up %s", key)
 	}
 	return f, nil
 }
 
 // ReadFile opens the bytes of a file returned by File.
-func (s *Service) ReadFile(ctx context.Context, f store.File) (io.ReadCloser, error) {
+func (s *Service) ReadFile(ctx context.Context, f store.Object) (io.ReadCloser, error) {
 	r, err := s.blobs.Get(ctx, f.BlobKey, 0, -1)
 	if err != nil {
 		return nil, internal(err, "open blob of %s", f.Key)

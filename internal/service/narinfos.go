@@ -47,7 +47,7 @@ func (s *Service) PutNarInfo(ctx context.Context, c Cache, key nixkey.Key, body 
 		return mergeNarInfo(*old, rec)
 	})
 	if errors.Is(err, store.ErrNotFound) {
-		return false, errorf(CodeConflict, "%s: %s is not in cache %s; upload the NAR first", key, ni.URL, c.entry.Name)
+		return false, narMissing(key, ni.URL, c)
 	}
 	if err != nil {
 		if CodeOf(err) != CodeInternal {
@@ -59,6 +59,15 @@ func (s *Service) PutNarInfo(ctx context.Context, c Cache, key nixkey.Key, body 
 		s.index.Add(c.entry.ID, key.Hash)
 	}
 	return created, nil
+}
+
+// errNarMissing marks the refusal of a narinfo whose NAR file the cache
+// does not hold (yet).
+var errNarMissing = errors.New("nar missing")
+
+func narMissing(key nixkey.Key, url string, c Cache) *Error {
+	return &Error{Code: CodeConflict, Err: errNarMissing,
+		Msg: fmt.Sprintf("%s: %s is not in cache %s; upload the NAR first", key, url, c.entry.Name)}
 }
 
 // checkNarInfo checks an uploaded narinfo against its key and the NAR file it
@@ -82,7 +91,7 @@ func (s *Service) checkNarInfo(ctx context.Context, c Cache, key nixkey.Key, ni 
 	}
 	nar, err := s.meta.CacheNar(ctx, c.entry.ID, urlKey.Hash)
 	if errors.Is(err, store.ErrNotFound) {
-		return store.NarInfo{}, errorf(CodeConflict, "%s: %s is not in cache %s; upload the NAR first", key, ni.URL, c.entry.Name)
+		return store.NarInfo{}, narMissing(key, ni.URL, c)
 	}
 	if err != nil {
 		return store.NarInfo{}, internal(err, "look up %s", ni.URL)
@@ -102,6 +111,7 @@ func (s *Service) checkNarInfo(ctx context.Context, c Cache, key nixkey.Key, ni 
 	return store.NarInfo{
 		CacheID:    c.entry.ID,
 		Hash:       key.Hash,
+		Key:        key.String(),
 		StorePath:  ni.StorePath,
 		FileHash:   nar.FileHash,
 		NarHash:    nar.NarHash,
@@ -152,17 +162,24 @@ func (s *Service) NarInfo(ctx context.Context, c Cache, hash string) ([]byte, er
 	if !s.index.Has(c.entry.ID, hash) {
 		return nil, errorf(CodeNotFound, "cache %s has no %s.narinfo", c.entry.Name, hash)
 	}
+	body, _, err := s.narInfo(ctx, c, hash)
+	return body, err
+}
+
+// narInfo renders the narinfo of hash in the cache, signed, and returns it
+// with its record.
+func (s *Service) narInfo(ctx context.Context, c Cache, hash string) ([]byte, store.NarInfo, error) {
 	rec, nar, err := s.meta.GetNarInfo(ctx, c.entry.ID, hash)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, errorf(CodeNotFound, "cache %s has no %s.narinfo", c.entry.Name, hash)
+		return nil, rec, errorf(CodeNotFound, "cache %s has no %s.narinfo", c.entry.Name, hash)
 	}
 	if err != nil {
-		return nil, internal(err, "get %s.narinfo", hash)
+		return nil, rec, internal(err, "get %s.narinfo", hash)
 	}
 	fileHash, err1 := narinfo.ParseHash("sha256:" + nar.FileHash)
 	narHash, err2 := narinfo.ParseHash("sha256:" + rec.NarHash)
 	if err := errors.Join(err1, err2); err != nil {
-		return nil, internal(err, "stored hashes of %s.narinfo", hash)
+		return nil, rec, internal(err, "stored hashes of %s.narinfo", hash)
 	}
 	ni := &narinfo.NarInfo{
 		StorePath:   rec.StorePath,
@@ -179,5 +196,5 @@ func (s *Service) NarInfo(ctx context.Context, c Cache, hash string) ([]byte, er
 		CA:          rec.CA,
 	}
 	ni.Sign(c.entry.key)
-	return ni.Bytes(), nil
+	return ni.Bytes(), rec, nil
 }

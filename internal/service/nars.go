@@ -2,7 +2,9 @@ package service
 
 import (
 	"context"
+	"crypto/md5"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -58,9 +60,10 @@ func (s *Service) PutNar(ctx context.Context, c Cache, key nixkey.Key, body io.R
 	if err != nil {
 		return false, err
 	}
-	if _, err := s.meta.AddNar(ctx, c.entry.ID, nar); err != nil {
+	if _, err := s.meta.AddNar(ctx, c.entry.ID, nar, key.String()); err != nil {
 		return false, s.writeFailed(ctx, c, err, "record %s in cache %s", key, c.entry.Name)
 	}
+	s.releaseHeld(ctx, c, key.Hash)
 	return true, nil
 }
 
@@ -81,7 +84,8 @@ func (s *Service) storeNar(ctx context.Context, key nixkey.Key, body io.Reader, 
 	if err != nil {
 		return store.Nar{}, errorf(CodeInvalid, "%s: %v", key, err)
 	}
-	v := narverify.NewReader(body, narverify.Options{
+	md := md5.New()
+	v := narverify.NewReader(io.TeeReader(body, md), narverify.Options{
 		Ext:            key.Ext,
 		ExpectFileHash: want,
 		Size:           size,
@@ -111,6 +115,7 @@ func (s *Service) storeNar(ctx context.Context, key nixkey.Key, body io.Reader, 
 		Compression: res.Compression,
 		NarHash:     nixbase32.EncodeToString(res.NarHash[:]),
 		NarSize:     res.NarSize,
+		MD5:         hex.EncodeToString(md.Sum(nil)),
 		BlobKey:     blobKey,
 	}, nil
 }

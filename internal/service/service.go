@@ -42,6 +42,8 @@ type Options struct {
 	// ("<cache>.<KeyHost>-1"), so that caches of different servers have
 	// different key names.
 	KeyHost string
+	// HeldTTL is how long a narinfo uploaded before its NAR waits for it.
+	HeldTTL time.Duration
 }
 
 // Service is the cache service. It is safe for concurrent use.
@@ -51,6 +53,7 @@ type Service struct {
 	log     *slog.Logger
 	limits  Limits
 	keyHost string
+	heldTTL time.Duration
 	index   *presence.Index
 
 	mu     sync.RWMutex
@@ -76,11 +79,15 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 		log:     log,
 		limits:  opts.Limits,
 		keyHost: opts.KeyHost,
+		heldTTL: opts.HeldTTL,
 		index:   presence.New(),
 		caches:  map[string]*cacheEntry{},
 	}
 	if s.keyHost == "" {
 		s.keyHost = "larder"
+	}
+	if s.heldTTL <= 0 {
+		s.heldTTL = time.Hour
 	}
 	if err := s.Sync(ctx); err != nil {
 		return nil, err
@@ -89,10 +96,13 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 }
 
 // Run keeps the service in step with changes other processes make to the
-// stores (the CLI, other replicas) until ctx ends.
+// stores (the CLI, other replicas), and drops narinfos held too long, until
+// ctx ends.
 func (s *Service) Run(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
+	housekeeping := time.NewTicker(time.Minute)
+	defer housekeeping.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -101,6 +111,8 @@ func (s *Service) Run(ctx context.Context, every time.Duration) {
 			if err := s.Sync(ctx); err != nil && ctx.Err() == nil {
 				s.log.Error("sync with metadata store", "err", err)
 			}
+		case <-housekeeping.C:
+			s.expireHeld(ctx, s.heldTTL)
 		}
 	}
 }
@@ -166,7 +178,7 @@ func (s *Service) cache(ctx context.Context, name string) (*cacheEntry, error) {
 	}
 	c, err := s.meta.GetCache(ctx, name)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, errorf(CodeNotFound, "there is no cache named %q", name)
+		return nil, noSuchCache(name)
 	}
 	if err != nil {
 		return nil, internal(err, "look up cache %s", name)

@@ -1,15 +1,17 @@
-package nixhttp
+// Package httpx holds the pieces of HTTP that both of larder's front ends
+// need the same way: byte ranges and entity-tag conditions.
+package httpx
 
 import (
 	"strconv"
 	"strings"
 )
 
-// parseRange interprets a Range header for a file of size bytes. ok is false
+// ParseRange interprets a Range header for a file of size bytes. ok is false
 // when the header is not one well-formed byte range (it is then ignored, as
 // RFC 9110 allows, and the whole file is sent); satisfiable is false when
 // the range lies outside the file.
-func parseRange(header string, size int64) (off, length int64, ok, satisfiable bool) {
+func ParseRange(header string, size int64) (off, length int64, ok, satisfiable bool) {
 	spec, found := strings.CutPrefix(header, "bytes=")
 	if !found || strings.Contains(spec, ",") {
 		return 0, 0, false, false
@@ -47,13 +49,13 @@ func parseRange(header string, size int64) (off, length int64, ok, satisfiable b
 	return start, end - start + 1, true, true
 }
 
-// contentRange formats a Content-Range header value.
-func contentRange(off, length, size int64) string {
+// ContentRange formats a Content-Range header value.
+func ContentRange(off, length, size int64) string {
 	return "bytes " + strconv.FormatInt(off, 10) + "-" + strconv.FormatInt(off+length-1, 10) + "/" + strconv.FormatInt(size, 10)
 }
 
-// etagMatches reports whether an If-None-Match header matches etag.
-func etagMatches(header, etag string) bool {
+// ETagMatches reports whether an If-None-Match header matches etag.
+func ETagMatches(header, etag string) bool {
 	if header == "" {
 		return false
 	}
@@ -66,8 +68,28 @@ func etagMatches(header, etag string) bool {
 	return false
 }
 
-// ifRangeAllows reports whether a Range may be honoured given the If-Range
+// IfRangeAllows reports whether a Range may be honoured given the If-Range
 // header: only when it is absent or names the current (strong) ETag.
-func ifRangeAllows(header, etag string) bool {
+func IfRangeAllows(header, etag string) bool {
 	return header == "" || header == etag
+}
+
+// EscapeKey percent-encodes an object key for a listing with
+// encoding-type=url: every byte but the unreserved characters and '/', so
+// that clients decoding with or without '+' as space get the key back.
+func EscapeKey(s string) string {
+	const hex = "0123456789ABCDEF"
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+			c == '-' || c == '_' || c == '.' || c == '~' || c == '/' {
+			b.WriteByte(c)
+			continue
+		}
+		b.WriteByte('%')
+		b.WriteByte(hex[c>>4])
+		b.WriteByte(hex[c&15])
+	}
+	return b.String()
 }

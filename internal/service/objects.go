@@ -1,0 +1,354 @@
+package service
+
+import (
+	"bytes"
+	"context"
+	"crypto/md5"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+	"unicode/utf8"
+
+	"github.com/larder-cache/larder/internal/nixkey"
+	"github.com/larder-cache/larder/internal/store"
+)
+
+// The S3 API sees a cache as a bucket of objects. Keys in the Nix layout
+// (nix-cache-info, narinfos, NAR files, listings, logs, realisations,
+// debuginfo) go through the same ingest as the Nix protocol and read back as
+// the Nix protocol serves them; any other key is a plain object, kept with
+// its content type and user metadata.
+
+// ObjectInfo describes an object of a cache.
+type ObjectInfo struct {
+	Key         string
+	Size        int64
+	ETag        string // unquoted
+	Modified    time.Time
+	ContentType string
+	Metadata    map[string]string
+
+	inline  []byte // the body, for objects rendered in memory
+	blobKey string // where the body is, otherwise
+}
+
+// ObjectMeta is what an uploader says about an object.
+type ObjectMeta struct {
+	ContentType string
+	Metadata    map[string]string
+}
+
+// MaxKeyLen is the longest object key, as in S3.
+const MaxKeyLen = 1024
+
+func checkObjectKey(key string) error {
+	switch {
+	case key == "" || len(key) > MaxKeyLen:
+		return errorf(CodeInvalid, "object keys are 1 to %d bytes long", MaxKeyLen)
+	case !utf8.ValidString(key):
+		return errorf(CodeInvalid, "object keys must be UTF-8")
+	}
+	return nil
+}
+
+// StatObject describes the object under key.
+func (s *Service) StatObject(ctx context.Context, c Cache, key string) (ObjectInfo, error) {
+	if err := checkObjectKey(key); err != nil {
+		return ObjectInfo{}, err
+	}
+	k, err := nixkey.Parse(key)
+	if err != nil {
+		return s.plainObject(ctx, c, key)
+	}
+	switch k.Kind {
+	case nixkey.CacheInfo:
+		return inlineObject(key, c.CacheInfo(), "text/x-nix-cache-info", c.entry.CreatedAt), nil
+	case nixkey.NarInfo:
+		if !s.index.Has(c.entry.ID, k.Hash) {
+			return ObjectInfo{}, &Error{Code: CodeNotFound, Reason: ReasonNoSuchKey,
+				Msg: fmt.Sprintf("cache %s has no %s", c.entry.Name, key)}
+		}
+		body, rec, err := s.narInfo(ctx, c, k.Hash)
+		if err != nil {
+			return ObjectInfo{}, noSuchKey(err, key)
+		}
+		return inlineObject(key, body, "text/x-nix-narinfo", rec.CreatedAt), nil
+	case nixkey.Nar:
+		n, err := s.Nar(ctx, c, k)
+		if err != nil {
+			return ObjectInfo{}, noSuchKey(err, key)
+		}
+		etag := n.MD5
+		if etag == "" { // recorded before larder kept MD5s
+			etag = n.FileHash
+		}
+		return ObjectInfo{Key: key, Size: n.FileSize, ETag: etag, Modified: n.CreatedAt,
+			ContentType: "application/x-nix-nar", blobKey: n.BlobKey}, nil
+	default:
+		f, err := s.File(ctx, c, k)
+		if err != nil {
+			return ObjectInfo{}, noSuchKey(err, key)
+		}
+		return objectInfo(f), nil
+	}
+}
+
+func (s *Service) plainObject(ctx context.Context, c Cache, key string) (ObjectInfo, error) {
+	o, err := s.meta.GetObject(ctx, c.entry.ID, key)
+	if errors.Is(err, store.ErrNotFound) {
+		return ObjectInfo{}, &Error{Code: CodeNotFound, Reason: ReasonNoSuchKey, Msg: fmt.Sprintf("cache %s has no object %q", c.entry.Name, key)}
+	}
+	if err != nil {
+		return ObjectInfo{}, internal(err, "look up object %q", key)
+	}
+	return objectInfo(o), nil
+}
+
+func objectInfo(o store.Object) ObjectInfo {
+	return ObjectInfo{Key: o.Key, Size: o.Size, ETag: o.ETag, Modified: o.CreatedAt,
+		ContentType: o.ContentType, Metadata: o.Metadata, blobKey: o.BlobKey}
+}
+
+func inlineObject(key string, body []byte, ctype string, modified time.Time) ObjectInfo {
+	sum := md5.Sum(body)
+	return ObjectInfo{Key: key, Size: int64(len(body)), ETag: hex.EncodeToString(sum[:]),
+		Modified: modified, ContentType: ctype, inline: body}
+}
+
+// noSuchKey marks a not-found error as the S3 API's NoSuchKey.
+func noSuchKey(err error, key string) error {
+	if CodeOf(err) == CodeNotFound {
+		return &Error{Code: CodeNotFound, Reason: ReasonNoSuchKey, Msg: Message(err)}
+	}
+	return err
+}
+
+// ReadObject opens the body of an object described by StatObject, from
+// offset for at most length bytes (length < 0: to the end).
+func (s *Service) ReadObject(ctx context.Context, o ObjectInfo, offset, length int64) (io.ReadCloser, error) {
+	if o.inline != nil {
+		end := int64(len(o.inline))
+		if length >= 0 {
+			end = min(end, offset+length)
+		}
+		offset = min(offset, end)
+		return io.NopCloser(bytes.NewReader(o.inline[offset:end])), nil
+	}
+	r, err := s.blobs.Get(ctx, o.blobKey, offset, length)
+	if err != nil {
+		return nil, internal(err, "open blob of %q", o.Key)
+	}
+	return r, nil
+}
+
+// PutObject stores an object of size bytes (-1: unknown) under key. A key in
+// the Nix layout is verified as the Nix protocol verifies it; a narinfo
+// whose NAR has not arrived yet is held until it does. The returned ETag is
+// the MD5 of the bytes received.
+func (s *Service) PutObject(ctx context.Context, c Cache, key string, body io.Reader, size int64, meta ObjectMeta) (ObjectInfo, error) {
+	if err := checkObjectKey(key); err != nil {
+		return ObjectInfo{}, err
+	}
+	k, err := nixkey.Parse(key)
+	if err != nil {
+		return s.putPlain(ctx, c, key, body, size, meta)
+	}
+	if k.Kind == nixkey.Nar {
+		if _, err := s.PutNar(ctx, c, k, body, size); err != nil {
+			return ObjectInfo{}, err
+		}
+		return s.StatObject(ctx, c, key)
+	}
+	limit := s.limits.MaxFileSize
+	if k.Kind == nixkey.NarInfo {
+		limit = s.limits.MaxNarInfoSize
+	}
+	data, err := readAll(body, size, limit)
+	if err != nil {
+		return ObjectInfo{}, fmt.Errorf("%s: %w", key, err)
+	}
+	switch k.Kind {
+	case nixkey.CacheInfo:
+		err = s.PutCacheInfo(c, data)
+	case nixkey.NarInfo:
+		err = s.putNarInfoOrHold(ctx, c, k, data)
+	default:
+		err = s.PutFile(ctx, c, k, data)
+	}
+	if err != nil {
+		return ObjectInfo{}, err
+	}
+	return inlineObject(key, data, meta.ContentType, time.Now()), nil
+}
+
+// readAll reads a body of the declared size (or, if unknown, up to limit).
+func readAll(r io.Reader, size, limit int64) ([]byte, error) {
+	if size > limit {
+		return nil, errorf(CodeTooLarge, "the body is %d bytes, more than the limit of %d", size, limit)
+	}
+	data, err := io.ReadAll(io.LimitReader(r, limit+1))
+	switch {
+	case err != nil:
+		return nil, &Error{Code: CodeClientGone, Msg: "the upload was interrupted", Err: err}
+	case int64(len(data)) > limit:
+		return nil, errorf(CodeTooLarge, "the body is more than the limit of %d bytes", limit)
+	case size >= 0 && int64(len(data)) != size:
+		return nil, errorf(CodeInvalid, "the body has %d bytes, not the %d declared", len(data), size)
+	}
+	return data, nil
+}
+
+// putPlain stores an object outside the Nix layout.
+func (s *Service) putPlain(ctx context.Context, c Cache, key string, body io.Reader, size int64, meta ObjectMeta) (ObjectInfo, error) {
+	if size > s.limits.MaxUploadSize {
+		return ObjectInfo{}, errorf(CodeTooLarge, "%q is %d bytes, more than the limit of %d", key, size, s.limits.MaxUploadSize)
+	}
+	blobKey := "object/" + hex.EncodeToString(random(2)) + "/" + hex.EncodeToString(random(16))
+	sh, md := sha256.New(), md5.New()
+	cr := &countReader{r: io.TeeReader(io.TeeReader(body, sh), md), max: s.limits.MaxUploadSize}
+	if err := s.blobs.Put(ctx, blobKey, cr, size); err != nil {
+		return ObjectInfo{}, cr.putFailed(err, size, fmt.Sprintf("%q", key))
+	}
+	o := store.Object{
+		CacheID: c.entry.ID, Key: key, ContentType: meta.ContentType, Size: cr.n,
+		SHA256: hex.EncodeToString(sh.Sum(nil)), MD5: hex.EncodeToString(md.Sum(nil)),
+		Metadata: meta.Metadata, BlobKey: blobKey,
+	}
+	o.ETag = o.MD5
+	if err := s.meta.PutObject(ctx, o); err != nil {
+		_ = s.blobs.Delete(ctx, blobKey)
+		return ObjectInfo{}, s.writeFailed(ctx, c, err, "record object %q", key)
+	}
+	return objectInfo(o), nil
+}
+
+// countReader counts the bytes read and stops past max.
+type countReader struct {
+	r       io.Reader
+	n       int64
+	max     int64
+	err     error // set when the body passed max
+	readErr error // set when reading the body failed
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	if c.n > c.max {
+		c.err = errorf(CodeTooLarge, "the body is more than the limit of %d bytes", c.max)
+		return n, c.err
+	}
+	if err != nil && err != io.EOF {
+		c.readErr = err
+	}
+	return n, err
+}
+
+// putFailed explains why storing the body of an upload (what) of the
+// declared size failed with err: it passed the limit; reading it failed,
+// which keeps the reader's error (a front end's verification of the
+// payload, or the client going away) in the chain; it had another length;
+// or the blob store failed.
+func (c *countReader) putFailed(err error, size int64, what string) error {
+	switch {
+	case c.err != nil:
+		return c.err
+	case c.readErr != nil:
+		return &Error{Code: CodeClientGone, Msg: what + ": the upload could not be read", Err: c.readErr}
+	case size >= 0 && c.n != size:
+		return errorf(CodeInvalid, "%s: the body has %d bytes, not the %d declared", what, c.n, size)
+	}
+	return internal(err, "store %s", what)
+}
+
+// DeleteObject deletes the object under key. Deleting a narinfo removes the
+// path; deleting a NAR file also withdraws every narinfo of the cache that
+// points at it, so the cache never serves a narinfo whose NAR is gone.
+// nix-cache-info cannot be deleted (the cache keeps serving its own).
+// Deleting a key that does not exist is not an error.
+func (s *Service) DeleteObject(ctx context.Context, c Cache, key string) error {
+	if err := checkObjectKey(key); err != nil {
+		return err
+	}
+	id := c.entry.ID
+	var err error
+	k, perr := nixkey.Parse(key)
+	switch {
+	case perr != nil:
+		err = s.meta.DeleteObject(ctx, id, key)
+	case k.Kind == nixkey.CacheInfo:
+		return nil
+	case k.Kind == nixkey.NarInfo:
+		if err = s.meta.ReleaseHeld(ctx, id, k.Hash); err == nil {
+			err = s.meta.DeleteNarInfo(ctx, id, k.Hash)
+		}
+	case k.Kind == nixkey.Nar:
+		// Only the key the file is held under names it: nar/H.nar is not
+		// nar/H.nar.xz.
+		if _, nerr := s.Nar(ctx, c, k); CodeOf(nerr) == CodeNotFound {
+			return nil
+		} else if nerr != nil {
+			return nerr
+		}
+		var gone []string
+		gone, err = s.meta.UnlinkNar(ctx, id, k.Hash)
+		if len(gone) > 0 {
+			s.log.Info("NAR deleted: withdrew its narinfos", "cache", c.entry.Name, "nar", key, "narinfos", len(gone))
+		}
+	default:
+		err = s.meta.DeleteObject(ctx, id, key)
+	}
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return internal(err, "delete %q", key)
+	}
+	return nil
+}
+
+// ListObjects returns up to limit objects of the cache, ordered by key,
+// whose keys start with prefix and sort after after.
+func (s *Service) ListObjects(ctx context.Context, c Cache, prefix, after string, limit int) ([]ObjectInfo, error) {
+	entries, err := s.meta.ListKeys(ctx, c.entry.ID, prefix, after, limit)
+	if err != nil {
+		return nil, internal(err, "list cache %s", c.entry.Name)
+	}
+	out := make([]ObjectInfo, 0, len(entries)+1)
+	const info = "nix-cache-info"
+	virtual := len(info) >= len(prefix) && info[:len(prefix)] == prefix && info > after
+	for _, e := range entries {
+		if virtual && info < e.Key {
+			out = append(out, inlineObject(info, c.CacheInfo(), "text/x-nix-cache-info", c.entry.CreatedAt))
+			virtual = false
+		}
+		o, err := s.listed(ctx, c, e)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, o)
+	}
+	if virtual && len(entries) < limit {
+		out = append(out, inlineObject(info, c.CacheInfo(), "text/x-nix-cache-info", c.entry.CreatedAt))
+	}
+	if len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
+}
+
+// listed describes a listed entry; a narinfo is rendered to know its size.
+func (s *Service) listed(ctx context.Context, c Cache, e store.Entry) (ObjectInfo, error) {
+	if e.Kind == store.EntryNarInfo {
+		body, _, err := s.narInfo(ctx, c, e.Hash)
+		if err == nil {
+			o := inlineObject(e.Key, body, "text/x-nix-narinfo", e.Modified)
+			o.inline = nil
+			return o, nil
+		}
+		if CodeOf(err) != CodeNotFound {
+			return ObjectInfo{}, err
+		}
+	}
+	return ObjectInfo{Key: e.Key, Size: e.Size, ETag: e.ETag, Modified: e.Modified}, nil
+}
