@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Runs every larder test on this machine, installing what the tests talk to
-# (the real Nix client) first if it is missing. Usage: ./test.sh [go test flags]
+# (the real Nix client and S3 clients) first if it is missing. Usage: ./test.sh [go test flags]
 set -euo pipefail
 cd "$(dirname "$0")"
 
-# Debian packages the tests use, by the command that shows each is present.
-declare -A packages=([nix-store]=nix-bin [bzip2]=bzip2 [curl]=curl)
+# Debian packages the tests use, by a file that shows each is present.
+declare -A packages=(
+  [/usr/bin/nix-store]=nix-bin [/usr/bin/bzip2]=bzip2 [/usr/bin/curl]=curl
+  [/usr/bin/aws]=awscli [/usr/bin/s3cmd]=s3cmd [/usr/bin/rclone]=rclone
+)
 missing=()
-for cmd in "${!packages[@]}"; do
-  command -v "$cmd" >/dev/null 2>&1 || missing+=("${packages[$cmd]}")
+for file in "${!packages[@]}"; do
+  [ -x "$file" ] || missing+=("${packages[$file]}")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "test.sh: installing ${missing[*]}" >&2
@@ -18,8 +21,17 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-# The end-to-end tests must run against the real Nix client, never skip it.
-export LARDER_REQUIRE_NIX=1
+# The MinIO client, a test peer only: built into .tools/, never a module
+# dependency.
+mc_version=v0.0.0-20250313080218-cf909e1063a9
+export PATH="$PWD/.tools/bin:$PATH"
+if ! [ -x .tools/bin/mc ]; then
+  echo "test.sh: installing mc $mc_version" >&2
+  GOBIN="$PWD/.tools/bin" go install "github.com/minio/mc@$mc_version"
+fi
+
+# The end-to-end tests must run against the real clients, never skip them.
+export LARDER_REQUIRE_NIX=1 LARDER_REQUIRE_S3_CLIENTS=1
 # A CA bundle meant for other tools breaks Go's and the S3 clients' TLS.
 unset AWS_CA_BUNDLE
 export CGO_ENABLED=0

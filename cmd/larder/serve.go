@@ -12,6 +12,7 @@ import (
 
 	"github.com/larder-cache/larder/internal/app"
 	"github.com/larder-cache/larder/internal/nixhttp"
+	"github.com/larder-cache/larder/internal/s3api"
 	"github.com/larder-cache/larder/internal/store"
 )
 
@@ -37,13 +38,18 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	handler := nixhttp.New(a.Service, nixhttp.Options{
+	nix := nixhttp.New(a.Service, nixhttp.Options{
 		Logger:      a.Log.With("component", "http"),
 		BodyTimeout: time.Duration(cfg.BodyTimeout),
 		PublicURL:   cfg.PublicURL,
 	})
+	s3 := s3api.New(a.Service, s3api.Options{
+		Logger: a.Log.With("component", "s3"),
+		Region: cfg.S3Region,
+		Domain: cfg.S3Domain,
+	})
 	srv := &http.Server{
-		Handler:           handler,
+		Handler:           frontEnds(nix, s3),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
@@ -58,7 +64,13 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	a.Log.Info("serving", "listen", ln.Addr().String(), "url", cfg.PublicURL, "data", cfg.Data)
 
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() {
+		if cfg.TLSCert != "" {
+			errc <- srv.ServeTLS(ln, cfg.TLSCert, cfg.TLSKey)
+			return
+		}
+		errc <- srv.Serve(ln)
+	}()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serve: %w", err)
@@ -72,6 +84,19 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	a.Log.Info("stopped")
 	return nil
+}
+
+// frontEnds serves both protocols on one listener: a request signed for
+// S3 goes to the S3 API, anything else is the Nix binary cache protocol.
+// Path-style S3 keys and substituter URLs are the same strings.
+func frontEnds(nix, s3 http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s3api.Is(r) {
+			s3.ServeHTTP(w, r)
+			return
+		}
+		nix.ServeHTTP(w, r)
+	})
 }
 
 // printWelcome tells the operator how to use the server: the substituter

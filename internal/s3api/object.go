@@ -1,0 +1,278 @@
+package s3api
+
+import (
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/larder-cache/larder/internal/compression"
+	"github.com/larder-cache/larder/internal/httpx"
+	"github.com/larder-cache/larder/internal/service"
+	"github.com/larder-cache/larder/internal/store"
+)
+
+// getObject answers GET and HEAD of an object, with Range and the four
+// conditional headers.
+func (h *Handler) getObject(q *request) {
+	q.op = "GetObject"
+	if q.r.Method == http.MethodHead {
+		q.op = "HeadObject"
+	}
+	c, ok := h.cache(q, store.PermRead)
+	if !ok {
+		return
+	}
+	o, err := h.svc.StatObject(q.r.Context(), c, q.key)
+	if err != nil {
+		h.fail(q, err)
+		return
+	}
+	etag := `"` + o.ETag + `"`
+	hdr := q.w.Header()
+	hdr.Set("ETag", etag)
+	hdr.Set("Last-Modified", o.Modified.UTC().Format(http.TimeFormat))
+	hdr.Set("Accept-Ranges", "bytes")
+	if status := preconditions(q.r, etag, o.Modified); status != 0 {
+		if status == http.StatusPreconditionFailed {
+			h.fail(q, &s3Error{Status: status, Code: "PreconditionFailed", Message: "At least one of the preconditions you specified did not hold"})
+			return
+		}
+		q.w.WriteHeader(status)
+		return
+	}
+	ctype := o.ContentType
+	if ctype == "" {
+		ctype = "binary/octet-stream"
+	}
+	hdr.Set("Content-Type", ctype)
+	for k, v := range o.Metadata {
+		hdr.Set("x-amz-meta-"+k, v)
+	}
+	off, length, status := int64(0), o.Size, http.StatusOK
+	if rg := q.r.Header.Get("Range"); rg != "" && httpx.IfRangeAllows(q.r.Header.Get("If-Range"), etag) {
+		start, n, ok, satisfiable := httpx.ParseRange(rg, o.Size)
+		switch {
+		case ok && !satisfiable:
+			hdr.Set("Content-Range", "bytes */"+strconv.FormatInt(o.Size, 10))
+			h.fail(q, &s3Error{Status: http.StatusRequestedRangeNotSatisfiable, Code: "InvalidRange", Message: "The requested range is not satisfiable"})
+			return
+		case ok:
+			off, length, status = start, n, http.StatusPartialContent
+			hdr.Set("Content-Range", httpx.ContentRange(off, length, o.Size))
+		}
+	}
+	hdr.Set("Content-Length", strconv.FormatInt(length, 10))
+	if q.r.Method == http.MethodHead {
+		q.w.WriteHeader(status)
+		return
+	}
+	body, err := h.svc.ReadObject(q.r.Context(), o, off, length)
+	if err != nil {
+		h.fail(q, err)
+		return
+	}
+	defer body.Close()
+	q.w.WriteHeader(status)
+	if _, err := io.Copy(q.w, body); err != nil {
+		q.err = err
+	}
+}
+
+// preconditions evaluates If-Match, If-Unmodified-Since, If-None-Match and
+// If-Modified-Since as S3 does, and returns the status to answer with
+// instead of the object (412 or 304), or 0.
+func preconditions(r *http.Request, etag string, modified time.Time) int {
+	modified = modified.Truncate(time.Second)
+	since := func(name string) (time.Time, bool) {
+		t, err := http.ParseTime(r.Header.Get(name))
+		return t, err == nil
+	}
+	im := r.Header.Get("If-Match")
+	if im != "" && !httpx.ETagMatches(im, etag) {
+		return http.StatusPreconditionFailed
+	}
+	if t, ok := since("If-Unmodified-Since"); ok && im == "" && modified.After(t) {
+		return http.StatusPreconditionFailed
+	}
+	inm := r.Header.Get("If-None-Match")
+	if inm != "" && httpx.ETagMatches(inm, etag) {
+		return http.StatusNotModified
+	}
+	if t, ok := since("If-Modified-Since"); ok && inm == "" && !modified.After(t) {
+		return http.StatusNotModified
+	}
+	return 0
+}
+
+// objectMeta reads the content type and user metadata of an upload.
+func objectMeta(r *http.Request) service.ObjectMeta {
+	m := service.ObjectMeta{ContentType: r.Header.Get("Content-Type")}
+	for k, v := range r.Header {
+		name, ok := strings.CutPrefix(strings.ToLower(k), "x-amz-meta-")
+		if ok && len(v) > 0 {
+			if m.Metadata == nil {
+				m.Metadata = map[string]string{}
+			}
+			m.Metadata[name] = v[0]
+		}
+	}
+	return m
+}
+
+// uploadBody returns the payload of an upload and its size, decoded from a
+// Content-Encoding Nix's S3 store may set (narinfo-compression and the like).
+func uploadBody(q *request) (io.Reader, int64, error) {
+	enc := strings.TrimSpace(q.auth.ContentEncoding)
+	if enc == "" || enc == "identity" {
+		return q.auth.Body, q.auth.Length, nil
+	}
+	if !compression.Supported(enc) || enc == compression.None {
+		return nil, 0, &s3Error{Status: 400, Code: "InvalidArgument", Message: "Content-Encoding " + enc + " is not supported"}
+	}
+	rc, err := compression.NewReader(enc, q.auth.Body)
+	if err != nil {
+		return nil, 0, &s3Error{Status: 400, Code: "InvalidArgument", Message: err.Error()}
+	}
+	return rc, -1, nil
+}
+
+func (h *Handler) putObject(q *request) {
+	q.op = "PutObject"
+	c, ok := h.cache(q, store.PermWrite)
+	if !ok {
+		return
+	}
+	body, size, err := uploadBody(q)
+	if err != nil {
+		h.fail(q, err)
+		return
+	}
+	o, err := h.svc.PutObject(q.r.Context(), c, q.key, body, size, objectMeta(q.r))
+	if err != nil {
+		h.fail(q, err)
+		return
+	}
+	h.writeChecksums(q)
+	q.w.Header().Set("ETag", `"`+o.ETag+`"`)
+	q.w.WriteHeader(http.StatusOK)
+}
+
+// writeChecksums echoes the checksums the client asked to be checked.
+func (h *Handler) writeChecksums(q *request) {
+	if q.auth.Checksums == nil {
+		return
+	}
+	for k, v := range q.auth.Checksums() {
+		q.w.Header().Set(k, v)
+	}
+}
+
+func (h *Handler) deleteObject(q *request) {
+	q.op = "DeleteObject"
+	c, ok := h.cache(q, store.PermWrite)
+	if !ok {
+		return
+	}
+	if err := h.svc.DeleteObject(q.r.Context(), c, q.key); err != nil {
+		h.fail(q, err)
+		return
+	}
+	q.w.WriteHeader(http.StatusNoContent)
+}
+
+// copyObject copies an object, from this or another bucket the credential
+// may read, through the same ingest as an upload. The metadata is the
+// source's (x-amz-metadata-directive COPY) or the request's (REPLACE).
+func (h *Handler) copyObject(q *request) {
+	q.op = "CopyObject"
+	srcBucket, srcKey, err := copySource(q.r.Header.Get("x-amz-copy-source"))
+	if err != nil {
+		h.fail(q, err)
+		return
+	}
+	ctx := q.r.Context()
+	src, err := h.svc.Authorize(ctx, q.principal, srcBucket, store.PermRead)
+	if err != nil {
+		h.fail(q, err)
+		return
+	}
+	dst, ok := h.cache(q, store.PermWrite)
+	if !ok {
+		return
+	}
+	o, err := h.svc.StatObject(ctx, src, srcKey)
+	if err != nil {
+		h.fail(q, err)
+		return
+	}
+	meta := service.ObjectMeta{ContentType: o.ContentType, Metadata: o.Metadata}
+	if strings.EqualFold(q.r.Header.Get("x-amz-metadata-directive"), "REPLACE") {
+		meta = objectMeta(q.r)
+	}
+	body, err := h.svc.ReadObject(ctx, o, 0, -1)
+	if err != nil {
+		h.fail(q, err)
+		return
+	}
+	defer body.Close()
+	copied, err := h.svc.PutObject(ctx, dst, q.key, body, o.Size, meta)
+	if err != nil {
+		h.fail(q, err)
+		return
+	}
+	h.writeXML(q, http.StatusOK, copyObjectResult{NS: s3NS, LastModified: timeISO(time.Now()), ETag: `"` + copied.ETag + `"`})
+}
+
+// copySource parses x-amz-copy-source: "[/]bucket/key[?versionId=…]",
+// URL-encoded.
+func copySource(v string) (bucket, key string, err error) {
+	v, _, _ = strings.Cut(v, "?")
+	v, uerr := url.PathUnescape(strings.TrimPrefix(v, "/"))
+	bucket, key, found := strings.Cut(v, "/")
+	if uerr != nil || !found || bucket == "" || key == "" {
+		return "", "", &s3Error{Status: 400, Code: "InvalidArgument", Message: "Copy Source must mention the source bucket and key: sourcebucket/sourcekey"}
+	}
+	return bucket, key, nil
+}
+
+// objectACL answers GET ?acl with "owner full control" and accepts PUT ?acl
+// without changing anything.
+func (h *Handler) objectACL(q *request) {
+	q.op = "ObjectACL"
+	need := store.PermRead
+	if q.r.Method == http.MethodPut {
+		need = store.PermWrite
+	} else if q.r.Method != http.MethodGet {
+		h.fail(q, notImplemented(q.r))
+		return
+	}
+	c, ok := h.cache(q, need)
+	if !ok {
+		return
+	}
+	if _, err := h.svc.StatObject(q.r.Context(), c, q.key); err != nil {
+		h.fail(q, err)
+		return
+	}
+	if q.r.Method == http.MethodPut {
+		q.w.WriteHeader(http.StatusOK)
+		return
+	}
+	h.writeXML(q, http.StatusOK, ownerFullControl())
+}
+
+func (h *Handler) emptyTagging(q *request) {
+	q.op = "GetObjectTagging"
+	c, ok := h.cache(q, store.PermRead)
+	if !ok {
+		return
+	}
+	if _, err := h.svc.StatObject(q.r.Context(), c, q.key); err != nil {
+		h.fail(q, err)
+		return
+	}
+	h.writeXML(q, http.StatusOK, tagging{NS: s3NS})
+}
