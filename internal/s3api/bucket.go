@@ -76,7 +76,7 @@ func (h *Handler) bucketLocation(q *request) {
 // bucketNoConfig answers a read of a bucket configuration larder does not
 // keep the way S3 answers for a bucket without one.
 func (h *Handler) bucketNoConfig(q *request, code, msg string) {
-	q.op = "Get" + code
+	q.op = "GetBucketConfiguration"
 	if _, ok := h.cache(q, store.PermRead); ok {
 		h.fail(q, &s3Error{Status: http.StatusNotFound, Code: code, Message: msg})
 	}

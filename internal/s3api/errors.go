@@ -71,7 +71,7 @@ func s3Status(err error) (status int, code, msg string) {
 func (h *Handler) fail(q *request, err error) {
 	q.err = err
 	status, code, msg := s3Status(err)
-	if status >= 500 {
+	if status >= 500 && status != http.StatusNotImplemented {
 		msg = "We encountered an internal error. Please try again. (request " + q.id + ")"
 		h.log.Error("s3 request failed", "method", q.r.Method, "path", q.r.URL.Path, "request_id", q.id, "err", err)
 	}
@@ -116,6 +116,7 @@ func (h *Handler) logRequest(q *request, d time.Duration) {
 		slog.String("method", q.r.Method),
 		slog.String("cache", q.bucket),
 		slog.String("op", q.op),
+		slog.String("key", q.key),
 		slog.Int("status", st),
 		slog.Int64("bytes", q.w.bytes),
 		slog.Duration("duration", d.Round(time.Microsecond)),

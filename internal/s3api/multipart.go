@@ -3,6 +3,9 @@ package s3api
 import (
 	"net/http"
 	"strconv"
+	"time"
+
+	"github.com/larder-cache/larder/internal/httpx"
 
 	"github.com/larder-cache/larder/internal/service"
 	"github.com/larder-cache/larder/internal/store"
@@ -24,10 +27,6 @@ func (h *Handler) createUpload(q *request) {
 
 func (h *Handler) uploadPart(q *request) {
 	q.op = "UploadPart"
-	if q.r.Header.Get("x-amz-copy-source") != "" {
-		h.fail(q, notImplemented(q.r))
-		return
-	}
 	c, ok := h.cache(q, store.PermWrite)
 	if !ok {
 		return
@@ -38,6 +37,10 @@ func (h *Handler) uploadPart(q *request) {
 		h.fail(q, &s3Error{Status: 400, Code: "InvalidArgument", Message: "Part number must be an integer between 1 and 10000, inclusive"})
 		return
 	}
+	if q.r.Header.Get("x-amz-copy-source") != "" {
+		h.uploadPartCopy(q, c, n)
+		return
+	}
 	etag, err := h.svc.UploadPart(q.r.Context(), c, q.key, v.Get("uploadId"), n, q.auth.Body, q.auth.Length)
 	if err != nil {
 		h.fail(q, err)
@@ -46,6 +49,38 @@ func (h *Handler) uploadPart(q *request) {
 	h.writeChecksums(q)
 	q.w.Header().Set("ETag", `"`+etag+`"`)
 	q.w.WriteHeader(http.StatusOK)
+}
+
+// uploadPartCopy uploads part n from (a range of) an object the credential
+// may read; aws s3 cp uses it to copy large objects.
+func (h *Handler) uploadPartCopy(q *request, c service.Cache, n int) {
+	q.op = "UploadPartCopy"
+	ctx := q.r.Context()
+	o, ok := h.copySourceObject(q)
+	if !ok {
+		return
+	}
+	off, length := int64(0), o.Size
+	if rg := q.r.Header.Get("x-amz-copy-source-range"); rg != "" {
+		start, size, ok, satisfiable := httpx.ParseRange(rg, o.Size)
+		if !ok || !satisfiable {
+			h.fail(q, &s3Error{Status: 400, Code: "InvalidArgument", Message: "The x-amz-copy-source-range value must be of the form bytes=first-last within the source object"})
+			return
+		}
+		off, length = start, size
+	}
+	body, err := h.svc.ReadObject(ctx, o, off, length)
+	if err != nil {
+		h.fail(q, err)
+		return
+	}
+	defer body.Close()
+	etag, err := h.svc.UploadPart(ctx, c, q.key, q.r.URL.Query().Get("uploadId"), n, body, length)
+	if err != nil {
+		h.fail(q, err)
+		return
+	}
+	h.writeXML(q, http.StatusOK, copyPartResult{NS: s3NS, LastModified: timeISO(time.Now()), ETag: `"` + etag + `"`})
 }
 
 func (h *Handler) completeUpload(q *request) {

@@ -53,7 +53,8 @@ func push(t *testing.T, c *s3.Client, bucket string, p *storePath) {
 }
 
 // served checks that the cache serves p over the Nix protocol, signed with
-// its key, and the same narinfo over S3, and returns the narinfo.
+// its key, and over S3 the narinfo as it was written, and returns the
+// narinfo the Nix protocol serves.
 func (e *env) served(c *s3.Client, cache string, p *storePath) *narinfo.NarInfo {
 	e.t.Helper()
 	t := e.t
@@ -72,8 +73,8 @@ func (e *env) served(c *s3.Client, cache string, p *storePath) *narinfo.NarInfo 
 		t.Fatalf("served narinfo does not describe %s:\n%s", p.path, body)
 	}
 	viaS3, err := getS3(t, c, cache, p.narinfoKey())
-	if err != nil || !bytes.Equal(viaS3, body) {
-		t.Fatalf("GetObject %s: %v\n%s\nwant what the Nix protocol serves:\n%s", p.narinfoKey(), err, viaS3, body)
+	if err != nil || string(viaS3) != p.narinfo() {
+		t.Fatalf("GetObject %s: %v\n%s\nwant the narinfo as written:\n%s", p.narinfoKey(), err, viaS3, p.narinfo())
 	}
 	resp, nar := e.get("/" + cache + "/" + p.narKey())
 	if resp.StatusCode != http.StatusOK || !bytes.Equal(nar, p.file) {
@@ -83,6 +84,15 @@ func (e *env) served(c *s3.Client, cache string, p *storePath) *narinfo.NarInfo 
 		t.Fatalf("GetObject %s: %d bytes, %v; want %d", p.narKey(), len(nar), err, len(p.file))
 	}
 	return ni
+}
+
+// unserved checks that the Nix protocol does not serve the narinfo of p
+// (which may be held, and so read back over S3 as written).
+func (e *env) unserved(cache string, p *storePath) {
+	e.t.Helper()
+	if resp, body := e.get("/" + cache + "/" + p.narinfoKey()); resp.StatusCode != http.StatusNotFound {
+		e.t.Fatalf("GET /%s/%s over the Nix protocol: %d, want 404\n%s", cache, p.narinfoKey(), resp.StatusCode, body)
+	}
 }
 
 // absent checks that the narinfo of p is served by neither protocol.
@@ -126,7 +136,7 @@ func TestNixPushOverS3(t *testing.T) {
 				t.Fatalf("HeadObject %s: %v", p.narKey(), err)
 			}
 			keys := listAll(t, c, "main")
-			if !slices.Contains(keys, p.narKey()) || !slices.Contains(keys, p.narinfoKey()) || !slices.Contains(keys, "nix-cache-info") {
+			if !slices.Contains(keys, p.narKey()) || !slices.Contains(keys, p.narinfoKey()) || slices.Contains(keys, "nix-cache-info") {
 				t.Errorf("ListObjectsV2 after the push of %s: %q", p.path, keys)
 			}
 		}
@@ -143,9 +153,14 @@ func TestNixNarinfoBeforeNar(t *testing.T) {
 	c := e.awsClient(e.tls, e.admin)
 	p := newStorePath(t, "early", []byte("narinfo first"), "xz")
 	mustPut(t, c, "main", p.narinfoKey(), []byte(p.narinfo()))
-	e.absent(c, "main", p)
-	if slices.Contains(listAll(t, c, "main"), p.narinfoKey()) {
-		t.Fatal("a held narinfo is listed")
+	e.unserved("main", p)
+	// Over S3 it reads back as written, so that mirroring tools see what
+	// they uploaded.
+	if !slices.Contains(listAll(t, c, "main"), p.narinfoKey()) {
+		t.Fatal("a held narinfo is not listed over S3")
+	}
+	if got, err := getS3(t, c, "main", p.narinfoKey()); err != nil || string(got) != p.narinfo() {
+		t.Fatalf("GetObject of a held narinfo: %v %q", err, got)
 	}
 	mustPut(t, c, "main", p.narKey(), p.file)
 	e.served(c, "main", p)
@@ -162,7 +177,7 @@ func TestNixHeldNarinfoMismatchIsDropped(t *testing.T) {
 	other := newStorePath(t, "other", []byte("other content"), "zstd")
 	wrong := replaceField(p.narinfo(), "NarHash", "sha256:"+nix32sha(other.nar))
 	mustPut(t, c, "main", p.narinfoKey(), []byte(wrong))
-	e.absent(c, "main", p)
+	e.unserved("main", p)
 	mustPut(t, c, "main", p.narKey(), p.file) // the NAR itself is fine
 	e.absent(c, "main", p)
 	if !strings.Contains(e.logs.String(), "dropping held narinfo") || !strings.Contains(e.logs.String(), "NarHash") {
@@ -293,11 +308,11 @@ func TestNixCopyBetweenCaches(t *testing.T) {
 	}
 	// The narinfo first: it waits for its NAR in the other cache.
 	copyKey(p.narinfoKey())
-	e.absent(c, "other", p)
+	e.unserved("other", p)
 	copyKey(p.narKey())
 	ni := e.served(c, "other", p)
-	if !ni.Verify([]narinfo.PublicKey{e.publicKey("main")}) {
-		t.Error("the copied narinfo lost the signature of the cache it came from")
+	if ni.Verify([]narinfo.PublicKey{e.publicKey("main")}) {
+		t.Error("the copy carries the signature of the cache it came from, which S3 reads do not show")
 	}
 	// A NAR copied to a key it does not hash to is refused.
 	before := e.snapshot()
@@ -348,9 +363,12 @@ func TestNixDeletes(t *testing.T) {
 	del(strings.TrimSuffix(r.narKey(), ".xz") + ".zst")
 	e.unchanged(before)
 	e.served(c, "main", r)
-	// nix-cache-info cannot be deleted.
+	// The cache's own nix-cache-info cannot be deleted: it is still served.
 	del("nix-cache-info")
 	e.unchanged(before)
+	if resp, body := e.get("/main/nix-cache-info"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("nix-cache-info after deleting it: %d %s", resp.StatusCode, body)
+	}
 }
 
 func TestNixEmptyAndRefill(t *testing.T) {
@@ -367,7 +385,7 @@ func TestNixEmptyAndRefill(t *testing.T) {
 
 	// As mc rm --recursive --force: list, then delete every listed key.
 	keys := listAll(t, c, "main")
-	if len(keys) != 8 { // 3 NARs, 3 narinfos, the artefact, nix-cache-info
+	if len(keys) != 7 { // 3 NARs, 3 narinfos, the artefact
 		t.Fatalf("listed %d keys: %q", len(keys), keys)
 	}
 	var ids []types.ObjectIdentifier
@@ -378,7 +396,7 @@ func TestNixEmptyAndRefill(t *testing.T) {
 	if err != nil || len(out.Errors) != 0 {
 		t.Fatalf("DeleteObjects: %v %+v", err, out)
 	}
-	if keys := listAll(t, c, "main"); !slices.Equal(keys, []string{"nix-cache-info"}) {
+	if keys := listAll(t, c, "main"); len(keys) != 0 {
 		t.Fatalf("after deleting everything the cache lists %q", keys)
 	}
 	for _, p := range paths {

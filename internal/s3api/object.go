@@ -49,7 +49,7 @@ func (h *Handler) getObject(q *request) {
 	}
 	hdr.Set("Content-Type", ctype)
 	for k, v := range o.Metadata {
-		hdr.Set("x-amz-meta-"+k, v)
+		hdr["x-amz-meta-"+k] = []string{v} // as sent: names are case-sensitive to clients
 	}
 	off, length, status := int64(0), o.Size, http.StatusOK
 	if rg := q.r.Header.Get("Range"); rg != "" && httpx.IfRangeAllows(q.r.Header.Get("If-Range"), etag) {
@@ -188,24 +188,13 @@ func (h *Handler) deleteObject(q *request) {
 // source's (x-amz-metadata-directive COPY) or the request's (REPLACE).
 func (h *Handler) copyObject(q *request) {
 	q.op = "CopyObject"
-	srcBucket, srcKey, err := copySource(q.r.Header.Get("x-amz-copy-source"))
-	if err != nil {
-		h.fail(q, err)
-		return
-	}
 	ctx := q.r.Context()
-	src, err := h.svc.Authorize(ctx, q.principal, srcBucket, store.PermRead)
-	if err != nil {
-		h.fail(q, err)
-		return
-	}
 	dst, ok := h.cache(q, store.PermWrite)
 	if !ok {
 		return
 	}
-	o, err := h.svc.StatObject(ctx, src, srcKey)
-	if err != nil {
-		h.fail(q, err)
+	o, ok := h.copySourceObject(q)
+	if !ok {
 		return
 	}
 	meta := service.ObjectMeta{ContentType: o.ContentType, Metadata: o.Metadata}
@@ -224,6 +213,23 @@ func (h *Handler) copyObject(q *request) {
 		return
 	}
 	h.writeXML(q, http.StatusOK, copyObjectResult{NS: s3NS, LastModified: timeISO(time.Now()), ETag: `"` + copied.ETag + `"`})
+}
+
+// copySourceObject describes the object x-amz-copy-source names, if the
+// credential may read it.
+func (h *Handler) copySourceObject(q *request) (service.ObjectInfo, bool) {
+	bucket, key, err := copySource(q.r.Header.Get("x-amz-copy-source"))
+	if err == nil {
+		var src service.Cache
+		if src, err = h.svc.Authorize(q.r.Context(), q.principal, bucket, store.PermRead); err == nil {
+			var o service.ObjectInfo
+			if o, err = h.svc.StatObject(q.r.Context(), src, key); err == nil {
+				return o, true
+			}
+		}
+	}
+	h.fail(q, err)
+	return service.ObjectInfo{}, false
 }
 
 // copySource parses x-amz-copy-source: "[/]bucket/key[?versionId=…]",

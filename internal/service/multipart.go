@@ -70,7 +70,7 @@ func (s *Service) UploadPart(ctx context.Context, c Cache, key, id string, n int
 	if _, err := s.upload(ctx, c, key, id); err != nil {
 		return "", err
 	}
-	blobKey := "upload/" + id + "/" + strconv.Itoa(n) + "-" + hex.EncodeToString(random(8))
+	blobKey := "upload/" + id + "-" + strconv.Itoa(n) + "-" + hex.EncodeToString(random(8))
 	md := md5.New()
 	cr := &countReader{r: io.TeeReader(body, md), max: s.limits.MaxUploadSize}
 	if err := s.blobs.Put(ctx, blobKey, cr, size); err != nil {

@@ -52,7 +52,11 @@ func (s *Service) PutNar(ctx context.Context, c Cache, key nixkey.Key, body io.R
 		return false, errorf(CodeTooLarge, "%s is %d bytes, more than the limit of %d", key, size, s.limits.MaxUploadSize)
 	}
 	if known, err := s.meta.CacheNar(ctx, c.entry.ID, key.Hash); err == nil {
-		return false, s.consumeKnown(key, known, body, size)
+		if err := s.consumeKnown(key, known, body, size); err != nil {
+			return false, err
+		}
+		s.releaseHeld(ctx, c, key.Hash)
+		return false, nil
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return false, internal(err, "look up %s", key)
 	}

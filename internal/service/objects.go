@@ -18,9 +18,16 @@ import (
 
 // The S3 API sees a cache as a bucket of objects. Keys in the Nix layout
 // (nix-cache-info, narinfos, NAR files, listings, logs, realisations,
-// debuginfo) go through the same ingest as the Nix protocol and read back as
-// the Nix protocol serves them; any other key is a plain object, kept with
-// its content type and user metadata.
+// debuginfo) go through the same ingest as the Nix protocol; any other key
+// is a plain object, kept with its content type and user metadata.
+//
+// Over S3 a key reads back as it was written: mirroring tools compare the
+// size and ETag of what they uploaded with what a HEAD returns, and delete
+// or re-upload what differs. So a narinfo or nix-cache-info written over S3
+// is also kept as written, and that is what S3 reads, listings and ETags
+// show, while the Nix protocol serves the verified narinfo signed by the
+// cache, and the cache's own nix-cache-info. Keys written only through the
+// Nix protocol read back over S3 as the Nix protocol serves them.
 
 // ObjectInfo describes an object of a cache.
 type ObjectInfo struct {
@@ -62,6 +69,13 @@ func (s *Service) StatObject(ctx context.Context, c Cache, key string) (ObjectIn
 	k, err := nixkey.Parse(key)
 	if err != nil {
 		return s.plainObject(ctx, c, key)
+	}
+	if k.Kind == nixkey.CacheInfo || k.Kind == nixkey.NarInfo {
+		if o, err := s.meta.GetObject(ctx, c.entry.ID, key); err == nil {
+			return objectInfo(o), nil // as written over S3
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return ObjectInfo{}, internal(err, "look up %s", key)
+		}
 	}
 	switch k.Kind {
 	case nixkey.CacheInfo:
@@ -172,16 +186,68 @@ func (s *Service) PutObject(ctx context.Context, c Cache, key string, body io.Re
 	}
 	switch k.Kind {
 	case nixkey.CacheInfo:
-		err = s.PutCacheInfo(c, data)
+		if err := s.PutCacheInfo(c, data); err != nil {
+			return ObjectInfo{}, err
+		}
+		return s.keepAsWritten(ctx, c, key, data, meta)
 	case nixkey.NarInfo:
-		err = s.putNarInfoOrHold(ctx, c, k, data)
+		heldFor, err := s.putNarInfoOrHold(ctx, c, k, data)
+		if err != nil {
+			return ObjectInfo{}, err
+		}
+		o, err := s.keepAsWritten(ctx, c, key, data, meta)
+		if err != nil {
+			return ObjectInfo{}, err
+		}
+		// A held narinfo may have been dropped, by its NAR arriving and not
+		// matching, before the copy above was kept: then drop that too.
+		if heldFor != "" {
+			if err := s.stillThere(ctx, c, k.Hash, heldFor); err != nil {
+				s.dropKept(ctx, c.entry.ID, k.Hash)
+				return ObjectInfo{}, err
+			}
+		}
+		return o, nil
 	default:
-		err = s.PutFile(ctx, c, k, data)
+		if err := s.PutFile(ctx, c, k, data); err != nil {
+			return ObjectInfo{}, err
+		}
+		return s.StatObject(ctx, c, key)
 	}
+}
+
+// stillThere checks that a narinfo held for the NAR with file hash
+// fileHash is still held or has been committed.
+func (s *Service) stillThere(ctx context.Context, c Cache, hash, fileHash string) error {
+	held, err := s.meta.HeldFor(ctx, c.entry.ID, fileHash)
+	if err != nil {
+		return internal(err, "look up held narinfos")
+	}
+	for _, h := range held {
+		if h.Hash == hash {
+			return nil
+		}
+	}
+	if _, _, err := s.meta.GetNarInfo(ctx, c.entry.ID, hash); err == nil {
+		return nil
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return internal(err, "look up %s.narinfo", hash)
+	}
+	return errorf(CodeInvalid, "%s.narinfo does not match its NAR, which arrived meanwhile (see the server log)", hash)
+}
+
+// keepAsWritten records a narinfo or nix-cache-info as an S3 client wrote
+// it, for S3 reads.
+func (s *Service) keepAsWritten(ctx context.Context, c Cache, key string, data []byte, meta ObjectMeta) (ObjectInfo, error) {
+	o, err := s.storeSmall(ctx, key, data)
 	if err != nil {
 		return ObjectInfo{}, err
 	}
-	return inlineObject(key, data, meta.ContentType, time.Now()), nil
+	o.CacheID, o.ContentType, o.Metadata = c.entry.ID, meta.ContentType, meta.Metadata
+	if err := s.meta.PutObject(ctx, o); err != nil {
+		return ObjectInfo{}, s.writeFailed(ctx, c, err, "record %s", key)
+	}
+	return objectInfo(o), nil
 }
 
 // readAll reads a body of the declared size (or, if unknown, up to limit).
@@ -280,11 +346,9 @@ func (s *Service) DeleteObject(ctx context.Context, c Cache, key string) error {
 	case perr != nil:
 		err = s.meta.DeleteObject(ctx, id, key)
 	case k.Kind == nixkey.CacheInfo:
-		return nil
+		err = s.meta.DeleteObject(ctx, id, key) // the cache keeps serving its own
 	case k.Kind == nixkey.NarInfo:
-		if err = s.meta.ReleaseHeld(ctx, id, k.Hash); err == nil {
-			err = s.meta.DeleteNarInfo(ctx, id, k.Hash)
-		}
+		err = s.forgetNarInfo(ctx, c, k.Hash)
 	case k.Kind == nixkey.Nar:
 		// Only the key the file is held under names it: nar/H.nar is not
 		// nar/H.nar.xz.
@@ -295,6 +359,11 @@ func (s *Service) DeleteObject(ctx context.Context, c Cache, key string) error {
 		}
 		var gone []string
 		gone, err = s.meta.UnlinkNar(ctx, id, k.Hash)
+		for _, h := range gone {
+			if ferr := s.forgetNarInfo(ctx, c, h); ferr != nil {
+				err = ferr
+			}
+		}
 		if len(gone) > 0 {
 			s.log.Info("NAR deleted: withdrew its narinfos", "cache", c.entry.Name, "nar", key, "narinfos", len(gone))
 		}
@@ -307,32 +376,48 @@ func (s *Service) DeleteObject(ctx context.Context, c Cache, key string) error {
 	return nil
 }
 
+// forgetNarInfo removes every trace of the narinfo of hash in the cache:
+// the narinfo, a held upload of it, and the copy kept as written.
+func (s *Service) forgetNarInfo(ctx context.Context, c Cache, hash string) error {
+	id := c.entry.ID
+	err := errors.Join(
+		s.meta.ReleaseHeld(ctx, id, hash),
+		ignoreNotFound(s.meta.DeleteNarInfo(ctx, id, hash)),
+		ignoreNotFound(s.meta.DeleteObject(ctx, id, hash+".narinfo")),
+	)
+	if err != nil {
+		return internal(err, "delete %s.narinfo", hash)
+	}
+	return nil
+}
+
+func ignoreNotFound(err error) error {
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
 // ListObjects returns up to limit objects of the cache, ordered by key,
-// whose keys start with prefix and sort after after.
+// whose keys start with prefix and sort after after. The cache's own
+// nix-cache-info is not listed (it is served to whoever asks for it): a
+// new cache lists as an empty bucket, so that mirroring tools upload
+// theirs rather than refuse to overwrite it.
 func (s *Service) ListObjects(ctx context.Context, c Cache, prefix, after string, limit int) ([]ObjectInfo, error) {
 	entries, err := s.meta.ListKeys(ctx, c.entry.ID, prefix, after, limit)
 	if err != nil {
 		return nil, internal(err, "list cache %s", c.entry.Name)
 	}
-	out := make([]ObjectInfo, 0, len(entries)+1)
-	const info = "nix-cache-info"
-	virtual := len(info) >= len(prefix) && info[:len(prefix)] == prefix && info > after
-	for _, e := range entries {
-		if virtual && info < e.Key {
-			out = append(out, inlineObject(info, c.CacheInfo(), "text/x-nix-cache-info", c.entry.CreatedAt))
-			virtual = false
+	out := make([]ObjectInfo, 0, len(entries))
+	for i, e := range entries {
+		if i+1 < len(entries) && entries[i+1].Key == e.Key {
+			continue // a narinfo also kept as written: list that, which comes next
 		}
 		o, err := s.listed(ctx, c, e)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, o)
-	}
-	if virtual && len(entries) < limit {
-		out = append(out, inlineObject(info, c.CacheInfo(), "text/x-nix-cache-info", c.entry.CreatedAt))
-	}
-	if len(out) > limit {
-		out = out[:limit]
 	}
 	return out, nil
 }

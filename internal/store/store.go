@@ -288,7 +288,8 @@ type NarStore interface {
 	// or ErrNotFound.
 	GetNar(ctx context.Context, fileHash string) (Nar, error)
 	// CacheNar returns the Nar whose file hash is fileHash if it is linked to
-	// the cache, or ErrNotFound.
+	// the cache, or ErrNotFound. Its CreatedAt is when it was linked to the
+	// cache, so that nothing tells one cache when another got the file.
 	CacheNar(ctx context.Context, cacheID int64, fileHash string) (Nar, error)
 	// AddNar records n unless a Nar with its FileHash exists, links that Nar
 	// to the cache under the cache-relative key (which listings show), and

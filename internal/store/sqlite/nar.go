@@ -15,8 +15,8 @@ const (
 	narSQL = `SELECT ` + narColumns + ` FROM nars n WHERE n.file_hash = ?`
 
 	// cacheNarSQL finds the Nar by its unique file hash, then the link by
-	// the primary key of cache_nars.
-	cacheNarSQL = `SELECT ` + narColumns + ` FROM nars n
+	// the primary key of cache_nars; the time is the link's.
+	cacheNarSQL = `SELECT n.file_hash, n.file_size, n.compression, n.nar_hash, n.nar_size, n.md5, n.blob_key, cn.created_at FROM nars n
 		JOIN cache_nars cn ON cn.nar_id = n.id AND cn.cache_id = ?
 		WHERE n.file_hash = ?`
 

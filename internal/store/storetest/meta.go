@@ -139,6 +139,18 @@ func mustNar(t *testing.T, what string, got, want store.Nar) {
 	}
 }
 
+// mustLinked fails t unless got, a Nar read through CacheNar, equals want
+// but for CreatedAt, which is when it was linked to the cache: recent.
+func mustLinked(t *testing.T, what string, got, want store.Nar) {
+	t.Helper()
+	mustUTC(t, what, got.CreatedAt)
+	if time.Since(got.CreatedAt) > time.Minute || time.Until(got.CreatedAt) > time.Second {
+		t.Fatalf("%s: linked at %v, not just now", what, got.CreatedAt)
+	}
+	got.CreatedAt = want.CreatedAt
+	mustNar(t, what, got, want)
+}
+
 // mustNarInfo fails t unless got equals want, times to the second and
 // empty slices equal to nil ones. Seq is compared only when want has one.
 func mustNarInfo(t *testing.T, what string, got, want store.NarInfo) {

@@ -85,7 +85,7 @@ func testDeleteCacheRemoves(t *testing.T, s store.MetaStore) {
 	for _, n := range []store.Nar{shared, b.own} {
 		g, err := s.CacheNar(t.Context(), bID, n.FileHash)
 		mustOK(t, "cache nar of kept cache", err)
-		mustNar(t, "cache nar of kept cache", g, n)
+		mustLinked(t, "cache nar of kept cache", g, n)
 	}
 	mustKeys(t, "keys of kept cache", s, bID, b.keys...)
 	mustHeld(t, "held narinfos of kept cache", heldFor(t, s, bID, b.held.FileHash), []store.HeldNarInfo{b.held})

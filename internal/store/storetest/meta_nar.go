@@ -34,7 +34,7 @@ func testNarAddGet(t *testing.T, s store.MetaStore) {
 	mustNar(t, "get nar", g, n)
 	g, err = s.CacheNar(t.Context(), c.ID, n.FileHash)
 	mustOK(t, "cache nar", err)
-	mustNar(t, "cache nar", g, n)
+	mustLinked(t, "cache nar", g, n)
 }
 
 func testNarCreatedAtAssigned(t *testing.T, s store.MetaStore) {
@@ -85,7 +85,7 @@ func testNarAddConcurrent(t *testing.T, s store.MetaStore) {
 		mustNar(t, "concurrent add nar", got[i], got[0])
 		g, err := s.CacheNar(t.Context(), c.ID, got[0].FileHash)
 		mustOK(t, "cache nar after concurrent adds", err)
-		mustNar(t, "cache nar after concurrent adds", g, got[0])
+		mustLinked(t, "cache nar after concurrent adds", g, got[0])
 	}
 }
 
@@ -105,7 +105,7 @@ func testNarLinksPerCache(t *testing.T, s store.MetaStore) {
 	for _, c := range []store.Cache{a, b} {
 		g, err := s.CacheNar(t.Context(), c.ID, n.FileHash)
 		mustOK(t, "cache nar in "+c.Name, err)
-		mustNar(t, "cache nar in "+c.Name, g, n)
+		mustLinked(t, "cache nar in "+c.Name, g, n)
 	}
 }
 
@@ -195,7 +195,7 @@ func testNarRelinkKeepsKey(t *testing.T, s store.MetaStore) {
 	mustKeys(t, "keys after linking another nar", s, c.ID, "nar/first.nar.zst", "nar/second.nar.zst")
 	g, err := s.CacheNar(t.Context(), c.ID, other.FileHash)
 	mustOK(t, "cache nar", err)
-	mustNar(t, "cache nar", g, other)
+	mustLinked(t, "cache nar", g, other)
 }
 
 func testNarKeyTaken(t *testing.T, s store.MetaStore) {
@@ -211,7 +211,7 @@ func testNarKeyTaken(t *testing.T, s store.MetaStore) {
 	mustNotFound(t, "cache nar refused for a taken key", err)
 	g, err := s.CacheNar(t.Context(), a.ID, n.FileHash)
 	mustOK(t, "cache nar holding the key", err)
-	mustNar(t, "cache nar holding the key", g, n)
+	mustLinked(t, "cache nar holding the key", g, n)
 	// Keys are per cache.
 	addNarAt(t, s, b.ID, intruder, "nar/x.nar")
 	mustKeys(t, "keys of b", s, b.ID, "nar/x.nar")
@@ -259,7 +259,7 @@ func testNarUnlink(t *testing.T, s store.MetaStore) {
 
 	g, err = s.CacheNar(t.Context(), b.ID, n.FileHash)
 	mustOK(t, "cache nar in another cache", err)
-	mustNar(t, "cache nar in another cache", g, n)
+	mustLinked(t, "cache nar in another cache", g, n)
 	gni, _ = getNarInfo(t, s, b.ID, inB.Hash)
 	mustNarInfo(t, "narinfo in another cache", gni, inB)
 	mustNarInfoKeys(t, s, []store.NarInfoKey{{Seq: p3.Seq, CacheID: a.ID, Hash: p3.Hash},
@@ -291,7 +291,7 @@ func testNarUnlinkMissing(t *testing.T, s store.MetaStore) {
 	mustNotFound(t, "unlink nar from an unknown cache", err)
 	g, err := s.CacheNar(t.Context(), a.ID, n.FileHash)
 	mustOK(t, "cache nar after refused unlinks", err)
-	mustNar(t, "cache nar after refused unlinks", g, n)
+	mustLinked(t, "cache nar after refused unlinks", g, n)
 	getNarInfo(t, s, a.ID, ni.Hash)
 }
 
