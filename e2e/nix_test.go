@@ -108,18 +108,25 @@ type closure struct {
 // referring to that. The build logs a line, for copy-log tests.
 func (n *nix) buildClosure(seed string) closure {
 	n.t.Helper()
+	return n.buildClosureSize(seed, 5000000)
+}
+
+// buildClosureSize is buildClosure with a random file of bigBytes bytes
+// instead of 5 MB.
+func (n *nix) buildClosureSize(seed string, bigBytes int) closure {
+	n.t.Helper()
 	tree := n.makeTree(seed)
 	expr := fmt.Sprintf(`
 let
   sys = builtins.currentSystem;
   tree = builtins.path { path = %q; name = "tree-%[2]s"; };
   big = derivation { name = "big-%[2]s"; system = sys; builder = "/bin/sh";
-    args = [ "-c" "echo building big %[2]s; /usr/bin/head -c 5000000 /dev/urandom > $out" ]; };
+    args = [ "-c" "echo building big %[2]s; /usr/bin/head -c %[3]d /dev/urandom > $out" ]; };
   mid = derivation { name = "mid-%[2]s"; system = sys; builder = "/bin/sh";
     args = [ "-c" "/usr/bin/mkdir $out; echo ${big} > $out/big-ref; echo ${tree} > $out/tree-ref; /usr/bin/ln -s ${big} $out/big-link" ]; };
 in derivation { name = "top-%[2]s"; system = sys; builder = "/bin/sh";
   args = [ "-c" "echo ${mid} ${tree} > $out" ]; }
-`, tree, seed)
+`, tree, seed, bigBytes)
 	top := strings.TrimSpace(n.run("nix-build", "--no-out-link", "-E", expr))
 	paths := lines(n.run("nix-store", "--query", "--requisites", top))
 	if len(paths) != 4 {
