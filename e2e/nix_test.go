@@ -18,9 +18,10 @@ import (
 // narinfo cache (XDG_CACHE_HOME), no substituters but those a test names,
 // and optionally a netrc file with a token.
 type nix struct {
-	t     *testing.T
-	home  string
-	extra []string // extra nix.conf lines
+	t      *testing.T
+	home   string
+	extra  []string // extra nix.conf lines
+	caFile string   // NIX_SSL_CERT_FILE: the CA file to trust, if any
 }
 
 // needNix returns a Nix runner, or skips the test when Nix is not installed
@@ -42,7 +43,7 @@ func needNix(t *testing.T) *nix {
 func (n *nix) withNetrc(host, token string) *nix {
 	n.t.Helper()
 	path := n.netrcFile(host, token)
-	return &nix{t: n.t, home: n.home, extra: append(append([]string{}, n.extra...), "netrc-file = "+path)}
+	return &nix{t: n.t, home: n.home, caFile: n.caFile, extra: append(append([]string{}, n.extra...), "netrc-file = "+path)}
 }
 
 func (n *nix) env() []string {
@@ -60,6 +61,9 @@ func (n *nix) env() []string {
 		"XDG_CACHE_HOME=" + filepath.Join(n.home, "cache"),
 		"NIX_CONFIG=" + strings.Join(conf, "\n"),
 		"PATH=" + os.Getenv("PATH"),
+	}
+	if n.caFile != "" {
+		env = append(env, "NIX_SSL_CERT_FILE="+n.caFile)
 	}
 	return env
 }

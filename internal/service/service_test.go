@@ -218,3 +218,45 @@ func TestTokens(t *testing.T) {
 		t.Errorf("revoked token accepted: %v", err)
 	}
 }
+
+// TestHeldNarInfoExpires holds a narinfo whose NAR never comes, expires it,
+// and checks that it is gone for S3 readers too and that the NAR arriving
+// later does not bring it back.
+func TestHeldNarInfoExpires(t *testing.T) {
+	svc, _ := newService(t)
+	ctx := t.Context()
+	if _, err := svc.CreateCache(ctx, service.CacheSpec{Name: "main"}); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := svc.Access(ctx, "main", "", store.PermRead)
+	f := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(f, []byte("late"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := nar.DumpPath(&buf, f); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(buf.Bytes())
+	fh := nixbase32.EncodeToString(sum[:])
+	hash := randomHash()
+	ni := fmt.Sprintf("StorePath: /nix/store/%s-late\nURL: nar/%s.nar\nCompression: none\nNarHash: sha256:%s\nNarSize: %d\nReferences: \n",
+		hash, fh, fh, buf.Len())
+	key := hash + ".narinfo"
+	if _, err := svc.PutObject(ctx, c, key, strings.NewReader(ni), int64(len(ni)), service.ObjectMeta{}); err != nil {
+		t.Fatalf("narinfo before its NAR: %v", err)
+	}
+	if _, err := svc.StatObject(ctx, c, key); err != nil {
+		t.Fatalf("a held narinfo does not read back over S3: %v", err)
+	}
+	service.ExpireHeld(svc, ctx, 0)
+	if _, err := svc.StatObject(ctx, c, key); service.CodeOf(err) != service.CodeNotFound {
+		t.Fatalf("an expired held narinfo still reads back: %v", err)
+	}
+	if _, err := svc.PutObject(ctx, c, "nar/"+fh+".nar", bytes.NewReader(buf.Bytes()), int64(buf.Len()), service.ObjectMeta{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.NarInfo(ctx, c, hash); service.CodeOf(err) != service.CodeNotFound {
+		t.Fatalf("an expired narinfo came back with its NAR: %v", err)
+	}
+}

@@ -1,0 +1,10 @@
+package service
+
+import (
+	"context"
+	"time"
+)
+
+// ExpireHeld runs the housekeeping that drops narinfos held for longer than
+// ttl, which Run otherwise does once a minute.
+func ExpireHeld(s *Service, ctx context.Context, ttl time.Duration) { s.expireHeld(ctx, ttl) }
