@@ -25,6 +25,22 @@ var ErrNotFound = errors.New("not found")
 // record that must be unique (a cache name, a token hash, a listed key).
 var ErrExists = errors.New("already exists")
 
+// ErrUnavailable is wrapped by errors that say the backing service could not
+// be reached or answered with a transient failure (a network error, a
+// timeout, an S3 5xx or SlowDown, a lost PostgreSQL connection): trying
+// again later may succeed. Front ends answer them with 503 and Retry-After.
+var ErrUnavailable = errors.New("storage unavailable")
+
+// ChangeNotifier is implemented by metadata stores that several processes
+// share (PostgreSQL, with LISTEN/NOTIFY). Changes returns a channel that
+// receives a value soon after another process commits a narinfo or changes
+// caches or tokens; it is closed when ctx ends. It only wakes a reader up:
+// readers still read the changes themselves, and still poll, since a
+// notification can be lost while a connection is re-established.
+type ChangeNotifier interface {
+	Changes(ctx context.Context) (<-chan struct{}, error)
+}
+
 // BlobInfo describes one stored blob.
 type BlobInfo struct {
 	Key     string

@@ -1,0 +1,208 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/larder-cache/larder/internal/store"
+)
+
+// getNarInfoSQL finds the narinfo by its unique (cache_id, hash), then its
+// Nar by primary key.
+const getNarInfoSQL = `SELECT ni.seq, ni.cache_id, ni.hash, ni.key, ni.store_path, ni.nar_hash, ni.nar_size,
+	ni.refs, ni.deriver, ni.system, ni.ca, ni.sigs, ni.created_at, ` + narColumns + `
+	FROM narinfos ni JOIN nars n ON n.id = ni.nar_id
+	WHERE ni.cache_id = $1 AND ni.hash = $2`
+
+// narInfoRow is a narinfo with the Nar it serves, as getNarInfoSQL reads
+// them.
+type narInfoRow struct {
+	ni store.NarInfo
+	n  store.Nar
+}
+
+// scanNarInfo reads a row of getNarInfoSQL.
+func scanNarInfo(row pgx.CollectableRow) (narInfoRow, error) {
+	var r narInfoRow
+	ni, n := &r.ni, &r.n
+	dest := append([]any{&ni.Seq, &ni.CacheID, &ni.Hash, &ni.Key, &ni.StorePath, &ni.NarHash, &ni.NarSize,
+		&ni.References, &ni.Deriver, &ni.System, &ni.CA, &ni.Sigs, &ni.CreatedAt}, narDest(n, &n.CreatedAt)...)
+	if err := row.Scan(dest...); err != nil {
+		return narInfoRow{}, err
+	}
+	ni.CreatedAt, n.CreatedAt = ni.CreatedAt.UTC(), n.CreatedAt.UTC()
+	ni.FileHash = n.FileHash
+	ni.References, ni.Sigs = normList(ni.References), normList(ni.Sigs)
+	return r, nil
+}
+
+// GetNarInfo returns the narinfo of hash in the cache and the Nar it
+// serves, or store.ErrNotFound.
+func (s *Store) GetNarInfo(ctx context.Context, cacheID int64, hash string) (store.NarInfo, store.Nar, error) {
+	r, err := one(ctx, s, scanNarInfo, getNarInfoSQL, cacheID, hash)
+	if err != nil {
+		return store.NarInfo{}, store.Nar{}, fmt.Errorf("get narinfo %s of cache %d: %w", hash, cacheID, translate(err))
+	}
+	return r.ni, r.n, nil
+}
+
+// errMergeFailed marks the error of a merge, which PutNarInfo returns
+// unchanged.
+type errMergeFailed struct{ err error }
+
+func (e errMergeFailed) Error() string { return e.err.Error() }
+
+// PutNarInfo reads the narinfo of (ni.CacheID, ni.Hash), merges it and
+// writes the result, in one transaction. merge runs while the transaction
+// holds locks: it must be quick and must not call the Store; it may be
+// called again if the transaction is retried. The merged record must keep
+// ni's CacheID and Hash; a zero CreatedAt is set to the current time.
+//
+// An existing narinfo is read FOR UPDATE, so that concurrent merges of it,
+// in this process or another, run one after the other. A new narinfo takes
+// its Seq from the single row of narinfo_seq, incremented in the inserting
+// transaction: the row stays locked until that transaction ends, so the
+// next insert gets the next Seq only after this one has committed, and a
+// reader paging by Seq never sees a Seq before a lower one it could still
+// miss. (A sequence would not do: transactions that draw from it commit in
+// any order.) This serialises the adding of narinfos, across all
+// processes, for the few statements from the increment to the commit.
+// Taking the counter before the second look for the narinfo also makes
+// concurrent puts of one new narinfo merge one after the other rather than
+// collide.
+func (s *Store) PutNarInfo(ctx context.Context, ni store.NarInfo, merge func(old *store.NarInfo) (store.NarInfo, error)) (store.NarInfo, error) {
+	var out store.NarInfo
+	err := s.tx(ctx, func(tx pgx.Tx) error {
+		var err error
+		if out, err = s.putNarInfo(ctx, tx, ni, merge); err != nil {
+			return err
+		}
+		return s.notify(ctx, tx)
+	})
+	if me, ok := errors.AsType[errMergeFailed](err); ok {
+		return store.NarInfo{}, me.err
+	}
+	if err != nil {
+		return store.NarInfo{}, fmt.Errorf("put narinfo %s of cache %d: %w", ni.Hash, ni.CacheID, translate(err))
+	}
+	return out, nil
+}
+
+// putNarInfo does the work of PutNarInfo in tx.
+func (s *Store) putNarInfo(ctx context.Context, tx pgx.Tx, ni store.NarInfo, merge func(old *store.NarInfo) (store.NarInfo, error)) (store.NarInfo, error) {
+	old, err := currentNarInfo(ctx, tx, ni)
+	if err != nil {
+		return store.NarInfo{}, err
+	}
+	var seq int64
+	if old == nil {
+		if err := tx.QueryRow(ctx, `UPDATE narinfo_seq SET last = last + 1 RETURNING last`).Scan(&seq); err != nil {
+			return store.NarInfo{}, fmt.Errorf("take seq: %w", err)
+		}
+		// An insert of the same narinfo may have committed while this one
+		// waited for the counter. The Seq taken is then left unused.
+		if old, err = currentNarInfo(ctx, tx, ni); err != nil {
+			return store.NarInfo{}, err
+		}
+	}
+	m, err := merge(old)
+	if err != nil {
+		return store.NarInfo{}, errMergeFailed{err}
+	}
+	if m.CacheID != ni.CacheID || m.Hash != ni.Hash {
+		return store.NarInfo{}, fmt.Errorf("merge returned the narinfo %s of cache %d", m.Hash, m.CacheID)
+	}
+	m.CreatedAt = orNow(m.CreatedAt)
+	m.References, m.Sigs = normList(m.References), normList(m.Sigs)
+	if old == nil {
+		m.Seq = seq
+	} else {
+		m.Seq = old.Seq
+	}
+	return m, writeNarInfo(ctx, tx, m, old == nil)
+}
+
+// currentNarInfo reads and locks the narinfo of (ni.CacheID, ni.Hash), or
+// returns nil if there is none.
+func currentNarInfo(ctx context.Context, tx pgx.Tx, ni store.NarInfo) (*store.NarInfo, error) {
+	rows, err := tx.Query(ctx, getNarInfoSQL+` FOR UPDATE OF ni`, ni.CacheID, ni.Hash)
+	if err != nil {
+		return nil, fmt.Errorf("read current record: %w", err)
+	}
+	r, err := pgx.CollectExactlyOneRow(rows, scanNarInfo)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("read current record: %w", err)
+	}
+	return &r.ni, nil
+}
+
+// writeNarInfo inserts m, a new narinfo, or updates the narinfo with m's
+// Seq. The Nar it names must be linked to its cache: the select finds the
+// link, and the foreign key keeps it until the transaction ends.
+func writeNarInfo(ctx context.Context, tx pgx.Tx, m store.NarInfo, insert bool) error {
+	var narID int64
+	err := tx.QueryRow(ctx, `SELECT n.id FROM nars n
+		JOIN cache_nars cn ON cn.nar_id = n.id AND cn.cache_id = $1
+		WHERE n.file_hash = $2`, m.CacheID, m.FileHash).Scan(&narID)
+	if err != nil {
+		return fmt.Errorf("nar %s: %w", m.FileHash, translate(err))
+	}
+	refs, sigs := orEmpty(m.References), orEmpty(m.Sigs)
+	if insert {
+		_, err = tx.Exec(ctx, `
+			INSERT INTO narinfos (seq, cache_id, hash, key, store_path, nar_id, nar_hash, nar_size, refs, deriver,
+				system, ca, sigs, created_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
+			m.Seq, m.CacheID, m.Hash, m.Key, m.StorePath, narID, m.NarHash, m.NarSize, refs, m.Deriver,
+			m.System, m.CA, sigs, m.CreatedAt)
+	} else {
+		_, err = tx.Exec(ctx, `
+			UPDATE narinfos SET key = $2, store_path = $3, nar_id = $4, nar_hash = $5, nar_size = $6, refs = $7,
+				deriver = $8, system = $9, ca = $10, sigs = $11, created_at = $12
+			WHERE seq = $1`,
+			m.Seq, m.Key, m.StorePath, narID, m.NarHash, m.NarSize, refs, m.Deriver, m.System, m.CA, sigs, m.CreatedAt)
+	}
+	return err
+}
+
+// DeleteNarInfo removes the narinfo of hash in the cache, or returns
+// store.ErrNotFound.
+func (s *Store) DeleteNarInfo(ctx context.Context, cacheID int64, hash string) error {
+	err := s.tx(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `DELETE FROM narinfos WHERE cache_id = $1 AND hash = $2`, cacheID, hash)
+		if err != nil {
+			return err
+		}
+		if err := checkRowAffected(tag.RowsAffected()); err != nil {
+			return err
+		}
+		return s.notify(ctx, tx)
+	})
+	if err != nil {
+		return fmt.Errorf("delete narinfo %s of cache %d: %w", hash, cacheID, translate(err))
+	}
+	return nil
+}
+
+// ListNarInfoKeys returns up to limit narinfo keys with Seq greater than
+// after, in Seq order, across all caches.
+func (s *Store) ListNarInfoKeys(ctx context.Context, after int64, limit int) ([]store.NarInfoKey, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	keys, err := collect(ctx, s, func(row pgx.CollectableRow) (store.NarInfoKey, error) {
+		var k store.NarInfoKey
+		err := row.Scan(&k.Seq, &k.CacheID, &k.Hash)
+		return k, err
+	}, `SELECT seq, cache_id, hash FROM narinfos WHERE seq > $1 ORDER BY seq LIMIT $2`, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list narinfo keys after %d: %w", after, translate(err))
+	}
+	return keys, nil
+}

@@ -1,0 +1,235 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// migrations are the steps from one schema version to the next:
+// migrations[i] takes a database from version i to version i+1. The
+// versions applied are rows of schema_migrations. Released steps never
+// change; later versions append new ones.
+//
+// Version 1 is the logical schema of the SQLite store's current version,
+// in PostgreSQL's types: identity columns, which never reuse a value, for
+// IDs; timestamptz kept to the second; text[] for lists of strings and
+// jsonb for maps of them. Keys and names compare with the "C" collation,
+// byte by byte, as S3 orders keys, whatever the database's default.
+//
+// Seqs of narinfos do not come from a sequence: see narinfo_seq and
+// PutNarInfo.
+var migrations = []string{
+	// 1: the initial schema.
+	`
+CREATE TABLE caches (
+	id         bigint  GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	name       text    COLLATE "C" NOT NULL UNIQUE,
+	private    boolean NOT NULL,
+	priority   bigint  NOT NULL,
+	secret_key text    NOT NULL,
+	public_key text    NOT NULL,
+	created_at timestamptz NOT NULL
+);
+
+CREATE TABLE tokens (
+	id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	hash          text   COLLATE "C" UNIQUE, -- HTTP token; NULL for an S3 key
+	access_key_id text   COLLATE "C" UNIQUE, -- S3 key; NULL for an HTTP token
+	secret        text   NOT NULL,           -- S3 key; '' for an HTTP token
+	scope         text   COLLATE "C" NOT NULL, -- a cache name, a glob of names, or '*'
+	perm          text   NOT NULL,
+	description   text   NOT NULL,
+	created_at    timestamptz NOT NULL,
+	expires_at    timestamptz,               -- NULL: never
+	CHECK ((hash IS NULL) <> (access_key_id IS NULL))
+);
+CREATE INDEX tokens_scope ON tokens (scope);
+
+CREATE TABLE nars (
+	id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	file_hash   text   COLLATE "C" NOT NULL UNIQUE,
+	file_size   bigint NOT NULL,
+	compression text   NOT NULL,
+	nar_hash    text   NOT NULL,
+	nar_size    bigint NOT NULL,
+	md5         text   NOT NULL,
+	blob_key    text   NOT NULL,
+	created_at  timestamptz NOT NULL
+);
+CREATE INDEX nars_nar_hash ON nars (nar_hash);
+
+-- The links of Nars to caches, listed under key.
+CREATE TABLE cache_nars (
+	cache_id   bigint NOT NULL REFERENCES caches (id) ON DELETE CASCADE,
+	nar_id     bigint NOT NULL REFERENCES nars (id),
+	key        text   COLLATE "C" NOT NULL,
+	created_at timestamptz NOT NULL,
+	PRIMARY KEY (cache_id, nar_id),
+	UNIQUE (cache_id, key)
+);
+CREATE INDEX cache_nars_nar_id ON cache_nars (nar_id);
+
+-- A narinfo references the link of its Nar to its cache, so that no
+-- narinfo can serve a Nar its cache does not hold, and unlinking a Nar
+-- removes the narinfos that serve it.
+CREATE TABLE narinfos (
+	seq        bigint PRIMARY KEY, -- from narinfo_seq
+	cache_id   bigint NOT NULL REFERENCES caches (id) ON DELETE CASCADE,
+	hash       text   COLLATE "C" NOT NULL,
+	key        text   COLLATE "C" NOT NULL,
+	store_path text   NOT NULL,
+	nar_id     bigint NOT NULL,
+	nar_hash   text   NOT NULL,
+	nar_size   bigint NOT NULL,
+	refs       text[] NOT NULL,
+	deriver    text   NOT NULL,
+	system     text   NOT NULL,
+	ca         text   NOT NULL,
+	sigs       text[] NOT NULL,
+	created_at timestamptz NOT NULL,
+	UNIQUE (cache_id, hash),
+	UNIQUE (cache_id, key),
+	FOREIGN KEY (cache_id, nar_id) REFERENCES cache_nars (cache_id, nar_id) ON DELETE CASCADE
+);
+CREATE INDEX narinfos_nar_id ON narinfos (nar_id, cache_id);
+
+-- The last Seq given to a narinfo, in its only row. A transaction adding a
+-- narinfo increments it and holds the row lock until it commits, so that
+-- Seqs become visible in the order they are given.
+CREATE TABLE narinfo_seq (
+	only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+	last     bigint  NOT NULL
+);
+INSERT INTO narinfo_seq (last) VALUES (0);
+
+CREATE TABLE objects (
+	cache_id     bigint NOT NULL REFERENCES caches (id) ON DELETE CASCADE,
+	key          text   COLLATE "C" NOT NULL,
+	content_type text   NOT NULL,
+	size         bigint NOT NULL,
+	sha256       text   NOT NULL,
+	md5          text   NOT NULL,
+	etag         text   NOT NULL,
+	metadata     jsonb  NOT NULL, -- object of strings
+	blob_key     text   NOT NULL,
+	created_at   timestamptz NOT NULL,
+	PRIMARY KEY (cache_id, key)
+);
+
+-- Narinfos that wait for their NAR file, as uploaded.
+CREATE TABLE held_narinfos (
+	cache_id   bigint NOT NULL REFERENCES caches (id) ON DELETE CASCADE,
+	hash       text   COLLATE "C" NOT NULL,
+	file_hash  text   COLLATE "C" NOT NULL,
+	body       bytea  NOT NULL,
+	created_at timestamptz NOT NULL,
+	PRIMARY KEY (cache_id, hash)
+);
+CREATE INDEX held_narinfos_file_hash ON held_narinfos (cache_id, file_hash);
+CREATE INDEX held_narinfos_created_at ON held_narinfos (created_at);
+
+CREATE TABLE uploads (
+	id           text   COLLATE "C" PRIMARY KEY,
+	cache_id     bigint NOT NULL REFERENCES caches (id) ON DELETE CASCADE,
+	key          text   COLLATE "C" NOT NULL,
+	content_type text   NOT NULL,
+	metadata     jsonb  NOT NULL, -- object of strings
+	created_at   timestamptz NOT NULL
+);
+CREATE INDEX uploads_key ON uploads (cache_id, key);
+
+CREATE TABLE parts (
+	upload_id  text    COLLATE "C" NOT NULL REFERENCES uploads (id) ON DELETE CASCADE,
+	number     integer NOT NULL,
+	size       bigint  NOT NULL,
+	md5        text    NOT NULL,
+	blob_key   text    NOT NULL,
+	created_at timestamptz NOT NULL,
+	PRIMARY KEY (upload_id, number)
+);
+`,
+}
+
+// migrateLock is the key of the transaction-level advisory lock migrate
+// holds, so that processes starting at once migrate one after the other
+// (the bytes of "larder" and a 1).
+const migrateLock int64 = 0x6c61726465720001
+
+// migrate brings the schema to the newest version, applying the missing
+// migrations in one transaction under migrateLock. A schema that is up to
+// date is only read, so that a role without the right to create tables
+// can open it. A database newer than this program is an error, so that an
+// old binary does not write into a schema it does not know, and so is one
+// whose encoding is not UTF-8, which would not check that text is.
+func migrate(ctx context.Context, conn *pgx.Conn) error {
+	var enc string
+	if err := conn.QueryRow(ctx, `SELECT current_setting('server_encoding')`).Scan(&enc); err != nil {
+		return fmt.Errorf("read database encoding: %w", err)
+	}
+	if enc != "UTF8" {
+		return fmt.Errorf("database encoding is %s, want UTF8", enc)
+	}
+	if v, err := schemaVersion(ctx, conn); err != nil || v == len(migrations) {
+		return err
+	}
+	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, migrateLock); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+			version    integer PRIMARY KEY,
+			applied_at timestamptz NOT NULL DEFAULT now())`)
+		if err != nil {
+			return err
+		}
+		// Another process may have migrated since the first look.
+		v, err := schemaVersion(ctx, tx)
+		if err != nil {
+			return err
+		}
+		for i := v; i < len(migrations); i++ {
+			if _, err := tx.Exec(ctx, migrations[i]); err != nil {
+				return fmt.Errorf("to version %d: %w", i+1, err)
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version) VALUES ($1)`, i+1); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("migrate schema: %w", err)
+	}
+	return nil
+}
+
+// querier is a *pgx.Conn or a pgx.Tx.
+type querier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// schemaVersion returns the schema version of the database: 0 if the
+// schema where tables are created, the first of the search_path, has no
+// schema_migrations table. It is an error if the version is newer than
+// this program knows.
+func schemaVersion(ctx context.Context, q querier) (int, error) {
+	var exists bool
+	err := q.QueryRow(ctx, `SELECT to_regclass(quote_ident(current_schema()) || '.schema_migrations') IS NOT NULL`).Scan(&exists)
+	if err != nil {
+		return 0, fmt.Errorf("read schema version: %w", err)
+	}
+	if !exists {
+		return 0, nil
+	}
+	var v int
+	err = q.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&v)
+	if err != nil {
+		return 0, fmt.Errorf("read schema version: %w", err)
+	}
+	if v > len(migrations) {
+		return 0, fmt.Errorf("schema version %d is newer than this program's %d", v, len(migrations))
+	}
+	return v, nil
+}
