@@ -34,6 +34,9 @@ Usage:
   larder token create --cache NAME|'GLOB'|'*' --perm read|write|admin [--expires 30d] [--description TEXT] [--s3]
   larder token list
   larder token revoke ID
+  larder migrate                             apply pending metadata schema migrations
+  larder migrate-data --from FROM.toml --to TO.toml
+                                             copy an installation to other stores, verified
   larder version
 
 Every command takes --config FILE and the settings flags (--data, --listen, …;
@@ -79,6 +82,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdCache(ctx, rest, stdout, stderr)
 	case "token":
 		return cmdToken(ctx, rest, stdout, stderr)
+	case "migrate":
+		return cmdMigrate(ctx, rest, stdout, stderr)
+	case "migrate-data":
+		return cmdMigrateData(ctx, rest, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "larder", version)
 		return nil

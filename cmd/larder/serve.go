@@ -29,7 +29,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer a.Close()
-	if err := a.ClaimForServing(); err != nil {
+	if err := a.ClaimForServing(ctx); err != nil {
 		return err
 	}
 	cfg := a.Config

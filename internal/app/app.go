@@ -20,8 +20,6 @@ import (
 	"github.com/larder-cache/larder/internal/config"
 	"github.com/larder-cache/larder/internal/service"
 	"github.com/larder-cache/larder/internal/store"
-	"github.com/larder-cache/larder/internal/store/local"
-	"github.com/larder-cache/larder/internal/store/sqlite"
 )
 
 // App is an assembled larder.
@@ -35,35 +33,29 @@ type App struct {
 	// cache main and wrote an admin token to Config.AdminTokenPath().
 	Initialised bool
 
-	localBlobs *local.Store
+	meta  metaStore
+	blobs blobStore
 }
 
 // Open opens the stores of cfg (which must be validated) and the service on
-// them. On a data directory without caches and tokens it creates the cache
+// them. On an installation without caches and tokens it creates the cache
 // main and an admin token for every cache, written to admin-token (0600).
 func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error) {
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
-	// The database holds the caches' signing keys: readable by its owner
-	// only. SQLite gives its -wal and -shm files the same mode.
-	if f, err := os.OpenFile(cfg.DatabasePath(), os.O_CREATE|os.O_RDONLY, 0o600); err == nil {
-		f.Close()
-	}
-	meta, err := sqlite.Open(ctx, cfg.DatabasePath())
+	meta, err := openMeta(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("open database %s: %w", cfg.DatabasePath(), err)
+		return nil, err
 	}
-	blobs, err := local.Open(cfg.BlobDir())
+	blobs, err := openBlobs(ctx, cfg)
 	if err != nil {
 		meta.Close()
-		return nil, fmt.Errorf("open blob store %s: %w", cfg.BlobDir(), err)
+		return nil, err
 	}
-	if n := blobs.Reclaimed(); n > 0 {
-		log.Info("reclaimed leftovers of interrupted uploads", "files", n)
-	}
+	m, b := stack(meta.MetaStore, blobs.BlobStore)
 	svc, err := service.New(ctx, service.Options{
-		Meta: meta, Blobs: blobs, Logger: log.With("component", "service"),
+		Meta: m, Blobs: b, Logger: log.With("component", "service"),
 		Limits:  Limits(cfg),
 		KeyHost: keyHost(),
 		HeldTTL: time.Duration(cfg.HeldTTL),
@@ -72,7 +64,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error
 		meta.Close()
 		return nil, err
 	}
-	a := &App{Config: cfg, Log: log, Meta: meta, Blobs: blobs, Service: svc, localBlobs: blobs}
+	a := &App{Config: cfg, Log: log, Meta: m, Blobs: b, Service: svc, meta: meta, blobs: blobs}
 	if err := a.initialise(ctx); err != nil {
 		meta.Close()
 		return nil, err
@@ -106,6 +98,9 @@ func (a *App) initialise(ctx context.Context) error {
 		return nil
 	}
 	_, token, err := a.Service.Bootstrap(ctx)
+	if service.ReasonOf(err) == service.ReasonCacheExists {
+		return nil // another replica, starting at the same time, set it up
+	}
 	if err != nil {
 		return fmt.Errorf("set up new data directory: %w", err)
 	}
@@ -144,11 +139,16 @@ func writeSecret(path, content string) error {
 
 var errLocked = errors.New("another larder serve is using this data directory")
 
-// ClaimForServing makes this process the one server of the data directory:
-// it takes a lock that a second server on the same directory cannot get,
+// ClaimForServing prepares this process to serve. With the embedded stores
+// it takes a lock on the data directory that a second server cannot get,
 // and then reclaims every temporary file an interrupted upload left behind,
-// since no other process can be writing one.
-func (a *App) ClaimForServing() error {
+// since no other process can be writing one. With shared stores any number
+// of replicas serve at once: leftovers are reclaimed only once they are
+// old enough that no live upload can own them.
+func (a *App) ClaimForServing(ctx context.Context) error {
+	if a.meta.shared && a.blobs.local == nil {
+		return a.reclaim(ctx, staleUpload)
+	}
 	path := filepath.Join(a.Config.Data, "serve.lock")
 	if err := lockFile(path); err != nil {
 		if errors.Is(err, errLocked) {
@@ -156,19 +156,27 @@ func (a *App) ClaimForServing() error {
 		}
 		return err
 	}
-	n, err := a.localBlobs.Reclaim(0)
+	return a.reclaim(ctx, 0)
+}
+
+// staleUpload is how long an upload may stay unfinished before its
+// leftovers are reclaimed, when other replicas may be writing.
+const staleUpload = time.Hour
+
+func (a *App) reclaim(ctx context.Context, olderThan time.Duration) error {
+	n, err := a.blobs.reclaim(ctx, olderThan)
 	if err != nil {
-		return fmt.Errorf("reclaim temporary files: %w", err)
+		return fmt.Errorf("reclaim leftovers of interrupted uploads: %w", err)
 	}
 	if n > 0 {
-		a.Log.Info("reclaimed leftovers of interrupted uploads", "files", n)
+		a.Log.Info("reclaimed leftovers of interrupted uploads", "count", n)
 	}
 	return nil
 }
 
 // Run does the server's background work until ctx ends: it keeps the
-// service in step with other processes and reclaims the temporary files of
-// uploads that a crash interrupted.
+// service in step with other processes (woken at once by stores that
+// notify) and reclaims the leftovers of uploads a crash interrupted.
 func (a *App) Run(ctx context.Context) {
 	go a.Service.Run(ctx, time.Duration(a.Config.SyncInterval))
 	t := time.NewTicker(10 * time.Minute)
@@ -178,11 +186,8 @@ func (a *App) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			n, err := a.localBlobs.Reclaim(local.StaleAfter)
-			if err != nil {
-				a.Log.Error("reclaim temporary files", "err", err)
-			} else if n > 0 {
-				a.Log.Info("reclaimed leftovers of interrupted uploads", "files", n)
+			if err := a.reclaim(ctx, staleUpload); err != nil {
+				a.Log.Error("reclaim", "err", err)
 			}
 		}
 	}

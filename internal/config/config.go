@@ -24,6 +24,8 @@ import (
 // Config holds every setting of larder.
 type Config struct {
 	Data      string `toml:"data" help:"data directory: SQLite database, blobs and admin-token"`
+	Blobs     string `toml:"blobs" help:"where NAR files and other blobs go: file:///DIR or s3://BUCKET/PREFIX?endpoint=URL&region=R (default file://DATA/blobs)"`
+	Meta      string `toml:"meta" help:"where metadata goes: sqlite:///FILE or postgres://USER@HOST/DB (default sqlite://DATA/larder.db)"`
 	Listen    string `toml:"listen" help:"address to listen on (host:port)"`
 	PublicURL string `toml:"public_url" help:"URL clients reach larder at, used in printed instructions (default http://LISTEN)"`
 	TLSCert   string `toml:"tls_cert" help:"PEM certificate file; with tls_key, serve HTTPS"`
@@ -132,17 +134,36 @@ func (c *Config) Validate() error {
 	if c.BodyTimeout <= 0 || c.ShutdownTimeout <= 0 || c.SyncInterval <= 0 || c.HeldTTL <= 0 {
 		bad("body_timeout, shutdown_timeout, sync_interval and held_narinfo_ttl must be positive")
 	}
+	if u, err := url.Parse(c.Blobs); c.Blobs != "" && (err != nil || (u.Scheme != "file" && u.Scheme != "s3") || (u.Scheme == "s3" && u.Host == "")) {
+		bad("blobs: %q is not file:///DIR or s3://BUCKET/PREFIX?endpoint=…", c.Blobs)
+	}
+	if u, err := url.Parse(c.Meta); c.Meta != "" && (err != nil || (u.Scheme != "sqlite" && u.Scheme != "postgres" && u.Scheme != "postgresql")) {
+		bad("meta: %q is not sqlite:///FILE or postgres://…", c.Meta)
+	}
 	if c.S3Domain != "" && (strings.Contains(c.S3Domain, "/") || strings.HasPrefix(c.S3Domain, ".")) {
 		bad("s3_domain: %q is not a domain name", c.S3Domain)
 	}
 	return errors.Join(errs...)
 }
 
-// DatabasePath is where the embedded SQLite database lives.
-func (c *Config) DatabasePath() string { return filepath.Join(c.Data, "larder.db") }
+// BlobsURL is where blobs go: Blobs, or the embedded directory under Data.
+func (c *Config) BlobsURL() *url.URL {
+	if c.Blobs != "" {
+		u, _ := url.Parse(c.Blobs) // checked by Validate
+		return u
+	}
+	return &url.URL{Scheme: "file", Path: filepath.Join(c.Data, "blobs")}
+}
 
-// BlobDir is where the embedded blob store keeps its files.
-func (c *Config) BlobDir() string { return filepath.Join(c.Data, "blobs") }
+// MetaURL is where metadata goes: Meta, or the embedded SQLite database
+// under Data.
+func (c *Config) MetaURL() *url.URL {
+	if c.Meta != "" {
+		u, _ := url.Parse(c.Meta) // checked by Validate
+		return u
+	}
+	return &url.URL{Scheme: "sqlite", Path: filepath.Join(c.Data, "larder.db")}
+}
 
 // AdminTokenPath is the file the first start writes the admin token to.
 func (c *Config) AdminTokenPath() string { return filepath.Join(c.Data, "admin-token") }

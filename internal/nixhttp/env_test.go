@@ -137,7 +137,7 @@ func (e *env) mustUnchanged(before snapshot) {
 	if after.narinfos != before.narinfos || strings.Join(after.blobs, ",") != strings.Join(before.blobs, ",") {
 		e.t.Fatalf("store changed: before %+v, after %+v", before, after)
 	}
-	tmp, _ := filepath.Glob(filepath.Join(e.app.Config.BlobDir(), "tmp~", "*"))
+	tmp, _ := filepath.Glob(filepath.Join(e.app.Config.BlobsURL().Path, "tmp~", "*"))
 	if len(tmp) > 0 {
 		e.t.Fatalf("temporary files left behind: %v", tmp)
 	}

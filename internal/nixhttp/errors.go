@@ -44,6 +44,8 @@ func status(err error) int {
 		return http.StatusUnsupportedMediaType
 	case service.CodeClientGone:
 		return http.StatusRequestTimeout
+	case service.CodeUnavailable:
+		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError
 }
@@ -58,7 +60,10 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, info *reque
 	if me := (methodError{}); errors.As(err, &me) {
 		msg = me.Error()
 	}
-	if code >= 500 || msg == "" {
+	if code == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "5") // Nix retries 5xx with backoff
+		h.log.Warn("store unavailable", "method", r.Method, "path", r.URL.Path, "err", err)
+	} else if code >= 500 || msg == "" {
 		id := requestID()
 		info.requestID = id
 		msg = "internal server error (request " + id + ")"

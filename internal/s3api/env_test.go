@@ -392,7 +392,7 @@ func (e *env) unchanged(before snapshot) {
 		before.narinfos != after.narinfos || !slices.Equal(before.blobs, after.blobs) {
 		e.t.Fatalf("the stores changed:\nbefore %+v\nafter  %+v", before, after)
 	}
-	tmp, _ := filepath.Glob(filepath.Join(e.app.Config.BlobDir(), "tmp~", "*"))
+	tmp, _ := filepath.Glob(filepath.Join(e.app.Config.BlobsURL().Path, "tmp~", "*"))
 	if len(tmp) > 0 {
 		e.t.Fatalf("temporary files left behind: %v", tmp)
 	}

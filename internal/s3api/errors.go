@@ -63,6 +63,8 @@ func s3Status(err error) (status int, code, msg string) {
 		return http.StatusBadRequest, "InvalidRequest", msg
 	case service.CodeClientGone:
 		return http.StatusBadRequest, "IncompleteBody", msg
+	case service.CodeUnavailable:
+		return http.StatusServiceUnavailable, "ServiceUnavailable", msg
 	}
 	return http.StatusInternalServerError, "InternalError", ""
 }
@@ -71,7 +73,10 @@ func s3Status(err error) (status int, code, msg string) {
 func (h *Handler) fail(q *request, err error) {
 	q.err = err
 	status, code, msg := s3Status(err)
-	if status >= 500 && status != http.StatusNotImplemented {
+	if status == http.StatusServiceUnavailable {
+		q.w.Header().Set("Retry-After", "5")
+		h.log.Warn("store unavailable", "method", q.r.Method, "path", q.r.URL.Path, "request_id", q.id, "err", err)
+	} else if status >= 500 && status != http.StatusNotImplemented {
 		msg = "We encountered an internal error. Please try again. (request " + q.id + ")"
 		h.log.Error("s3 request failed", "method", q.r.Method, "path", q.r.URL.Path, "request_id", q.id, "err", err)
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+
+	"github.com/larder-cache/larder/internal/store"
 )
 
 // Code classifies a service error. Each front end maps codes to its own
@@ -22,6 +24,7 @@ const (
 	CodeLengthRequired              // an upload without a Content-Length
 	CodeUnsupported                 // a valid request larder does not serve
 	CodeClientGone                  // the client stopped sending or went away
+	CodeUnavailable                 // a store is unreachable for now; the client should retry
 )
 
 // Error is an error with a code and a one-line message meant for the client.
@@ -77,11 +80,14 @@ func internal(err error, format string, args ...any) *Error {
 	return &Error{Code: CodeInternal, Msg: fmt.Sprintf(format, args...), Err: err}
 }
 
-// CodeOf returns the code of err: the code of the first *Error in its chain,
+// CodeOf returns the code of err: CodeUnavailable if a store said it is
+// unavailable, else the code of the first *Error in its chain,
 // CodeClientGone for a cancelled context, and CodeInternal otherwise.
 func CodeOf(err error) Code {
 	var e *Error
 	switch {
+	case errors.Is(err, store.ErrUnavailable):
+		return CodeUnavailable
 	case errors.As(err, &e):
 		return e.Code
 	case errors.Is(err, context.Canceled):
@@ -94,7 +100,10 @@ func CodeOf(err error) Code {
 // errors, whose detail must not be shown.
 func Message(err error) string {
 	var e *Error
-	if errors.As(err, &e) && e.Code != CodeInternal {
+	switch {
+	case errors.Is(err, store.ErrUnavailable):
+		return "storage is unavailable for the moment; try again"
+	case errors.As(err, &e) && e.Code != CodeInternal:
 		return e.Msg
 	}
 	return ""

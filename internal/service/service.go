@@ -103,16 +103,30 @@ func (s *Service) Run(ctx context.Context, every time.Duration) {
 	defer t.Stop()
 	housekeeping := time.NewTicker(time.Minute)
 	defer housekeeping.Stop()
+	var changes <-chan struct{} // nil, and so never ready, without a notifier
+	if n, ok := s.meta.(store.ChangeNotifier); ok {
+		c, err := n.Changes(ctx)
+		if err != nil {
+			s.log.Error("listen for changes; polling only", "err", err)
+		}
+		changes = c
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := s.Sync(ctx); err != nil && ctx.Err() == nil {
-				s.log.Error("sync with metadata store", "err", err)
+		case _, ok := <-changes:
+			if !ok {
+				changes = nil
+				continue
 			}
 		case <-housekeeping.C:
 			s.expireHeld(ctx, s.heldTTL)
+			continue
+		}
+		if err := s.Sync(ctx); err != nil && ctx.Err() == nil {
+			s.log.Error("sync with metadata store", "err", err)
 		}
 	}
 }
