@@ -13,6 +13,8 @@ missing=()
 for file in "${!packages[@]}"; do
   [ -x "$file" ] || missing+=("${packages[$file]}")
 done
+# PostgreSQL's server binaries live in a versioned directory.
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "test.sh: installing ${missing[*]}" >&2
   sudo=""
@@ -21,17 +23,22 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-# The MinIO client, a test peer only: built into .tools/, never a module
-# dependency.
-mc_version=v0.0.0-20250313080218-cf909e1063a9
+# The MinIO client and server, test peers only: built into .tools/, never
+# module dependencies.
+declare -A tools=(
+  [mc]=github.com/minio/mc@v0.0.0-20250313080218-cf909e1063a9
+  [minio]=github.com/minio/minio@v0.0.0-20260212201848-7aac2a2c5b7c
+)
 export PATH="$PWD/.tools/bin:$PATH"
-if ! [ -x .tools/bin/mc ]; then
-  echo "test.sh: installing mc $mc_version" >&2
-  GOBIN="$PWD/.tools/bin" go install "github.com/minio/mc@$mc_version"
-fi
+for tool in "${!tools[@]}"; do
+  if ! [ -x ".tools/bin/$tool" ]; then
+    echo "test.sh: installing ${tools[$tool]}" >&2
+    GOBIN="$PWD/.tools/bin" go install "${tools[$tool]}"
+  fi
+done
 
 # The end-to-end tests must run against the real clients, never skip them.
-export LARDER_REQUIRE_NIX=1 LARDER_REQUIRE_S3_CLIENTS=1
+export LARDER_REQUIRE_NIX=1 LARDER_REQUIRE_S3_CLIENTS=1 LARDER_REQUIRE_POSTGRES=1 LARDER_REQUIRE_S3=1
 # A CA bundle meant for other tools breaks Go's and the S3 clients' TLS.
 unset AWS_CA_BUNDLE
 export CGO_ENABLED=0

@@ -22,6 +22,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/larder-cache/larder/internal/testserver"
 )
 
 // larderBin is the binary under test, built once by TestMain.
@@ -42,6 +44,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	testserver.StopPostgres()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -222,7 +225,9 @@ func (s *server) cli(t *testing.T, args ...string) string {
 }
 
 func (s *server) tryCLI(args ...string) (stdout, stderr string, err error) {
-	return runLarder(nil, append(args, "--data", s.Data)...)
+	// The server's extra flags are settings (stores, configuration file),
+	// which the CLI must share with it.
+	return runLarder(nil, append(append(args, "--data", s.Data), s.extra...)...)
 }
 
 // runLarder runs the larder binary with the test process's environment plus
