@@ -29,11 +29,14 @@ import (
 // env is larder assembled as the server runs it (SQLite and a local blob
 // directory in a temporary data directory) behind an httptest server.
 type env struct {
-	t     *testing.T
-	app   *app.App
-	srv   *httptest.Server
-	admin string // a token with admin rights on every cache
-	logs  *logBuffer
+	t       *testing.T
+	app     *app.App
+	meta    store.MetaStore
+	blobs   store.BlobStore
+	blobDir string
+	srv     *httptest.Server
+	admin   string // a token with admin rights on every cache
+	logs    *logBuffer
 }
 
 func newEnv(t *testing.T, tweak ...func(*config.Config)) *env {
@@ -62,7 +65,8 @@ func newEnv(t *testing.T, tweak ...func(*config.Config)) *env {
 	h := nixhttp.New(a.Service, nixhttp.Options{Logger: log, PublicURL: "http://larder.test"})
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	return &env{t: t, app: a, srv: srv, admin: strings.TrimSpace(string(tok)), logs: logs}
+	return &env{t: t, app: a, meta: a.Meta, blobs: a.Blobs, blobDir: cfg.BlobsURL().Path,
+		srv: srv, admin: strings.TrimSpace(string(tok)), logs: logs}
 }
 
 // do sends a request and returns the response with its body read.
@@ -115,13 +119,13 @@ type snapshot struct {
 func (e *env) snapshot() snapshot {
 	e.t.Helper()
 	ctx := e.t.Context()
-	keys, err := e.app.Meta.ListNarInfoKeys(ctx, 0, 1<<30)
+	keys, err := e.meta.ListNarInfoKeys(ctx, 0, 1<<30)
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	var s snapshot
 	s.narinfos = len(keys)
-	err = e.app.Blobs.List(ctx, "", func(b store.BlobInfo) error {
+	err = e.blobs.List(ctx, "", func(b store.BlobInfo) error {
 		s.blobs = append(s.blobs, b.Key)
 		return nil
 	})
@@ -137,7 +141,7 @@ func (e *env) mustUnchanged(before snapshot) {
 	if after.narinfos != before.narinfos || strings.Join(after.blobs, ",") != strings.Join(before.blobs, ",") {
 		e.t.Fatalf("store changed: before %+v, after %+v", before, after)
 	}
-	tmp, _ := filepath.Glob(filepath.Join(e.app.Config.BlobsURL().Path, "tmp~", "*"))
+	tmp, _ := filepath.Glob(filepath.Join(e.blobDir, "tmp~", "*"))
 	if len(tmp) > 0 {
 		e.t.Fatalf("temporary files left behind: %v", tmp)
 	}
