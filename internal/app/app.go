@@ -53,7 +53,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error
 		meta.Close()
 		return nil, err
 	}
-	m, b := stack(meta.MetaStore, blobs.BlobStore)
+	m, b := stack(cfg, meta.MetaStore, blobs.BlobStore)
 	svc, err := service.New(ctx, service.Options{
 		Meta: m, Blobs: b, Logger: log.With("component", "service"),
 		Limits:  Limits(cfg),

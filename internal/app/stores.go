@@ -10,6 +10,7 @@ import (
 
 	"github.com/larder-cache/larder/internal/config"
 	"github.com/larder-cache/larder/internal/store"
+	"github.com/larder-cache/larder/internal/store/limit"
 	"github.com/larder-cache/larder/internal/store/local"
 	"github.com/larder-cache/larder/internal/store/postgres"
 	"github.com/larder-cache/larder/internal/store/retry"
@@ -93,10 +94,11 @@ func openBlobs(ctx context.Context, cfg config.Config) (blobStore, error) {
 	return blobStore{}, fmt.Errorf("blobs: unsupported scheme %q", u.Scheme)
 }
 
-// stack wraps the stores in what every backend gets, in one place: retries
-// of reads that failed for a transient reason.
-func stack(meta store.MetaStore, blobs store.BlobStore) (store.MetaStore, store.BlobStore) {
-	return retry.Meta(meta, retry.Default), retry.Blobs(blobs, retry.Default)
+// stack wraps the stores in what every backend gets, in one place: a limit
+// on the blob operations running at once, and retries of reads that failed
+// for a transient reason (each retry queues for a slot again).
+func stack(cfg config.Config, meta store.MetaStore, blobs store.BlobStore) (store.MetaStore, store.BlobStore) {
+	return retry.Meta(meta, retry.Default), retry.Blobs(limit.Blobs(blobs, cfg.BlobConcurrency), retry.Default)
 }
 
 // redact hides a password, and query parameters that may hold keys, in a
@@ -133,6 +135,6 @@ func OpenStores(ctx context.Context, cfg config.Config) (*Stores, error) {
 		meta.Close()
 		return nil, err
 	}
-	m, b := stack(meta.MetaStore, blobs.BlobStore)
+	m, b := stack(cfg, meta.MetaStore, blobs.BlobStore)
 	return &Stores{Meta: m, Blobs: b, meta: meta}, nil
 }

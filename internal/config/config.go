@@ -48,6 +48,8 @@ type Config struct {
 	ShutdownTimeout Duration `toml:"shutdown_timeout" help:"how long a stopping server waits for requests in flight"`
 	SyncInterval    Duration `toml:"sync_interval" help:"how often the server picks up changes made by other processes"`
 	HeldTTL         Duration `toml:"held_narinfo_ttl" help:"how long a narinfo uploaded over S3 before its NAR waits for it"`
+
+	BlobConcurrency int `toml:"blob_concurrency" help:"most uploads, and most other calls, running against the blob store at once"`
 }
 
 // Default returns the configuration larder runs with when nothing is set.
@@ -67,6 +69,7 @@ func Default() Config {
 		ShutdownTimeout:       Duration(30 * time.Second),
 		SyncInterval:          Duration(2 * time.Second),
 		HeldTTL:               Duration(time.Hour),
+		BlobConcurrency:       64,
 	}
 }
 
@@ -127,6 +130,9 @@ func (c *Config) Validate() error {
 		if v <= 0 {
 			bad("%s: must be positive", name)
 		}
+	}
+	if c.BlobConcurrency < 1 {
+		bad("blob_concurrency: must be at least 1")
 	}
 	if c.MaxDecompressionRatio < 0 {
 		bad("max_decompression_ratio: must not be negative")

@@ -95,6 +95,12 @@ func setValue(v reflect.Value, s string) error {
 			return fmt.Errorf("%q is not a number", s)
 		}
 		*p = x
+	case *int:
+		x, err := strconv.Atoi(s)
+		if err != nil {
+			return fmt.Errorf("%q is not a whole number", s)
+		}
+		*p = x
 	default:
 		return fmt.Errorf("unsupported setting type %s", v.Type())
 	}
