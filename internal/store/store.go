@@ -120,6 +120,18 @@ type Cache struct {
 	SecretKey string // signing key, "<keyname>:<base64 of 64 bytes>"
 	PublicKey string // "<keyname>:<base64 of 32 bytes>"
 	CreatedAt time.Time
+	Policy    Policy    // what garbage collection keeps
+	LastGC    time.Time // when a collection of the cache last finished; zero: never
+}
+
+// Policy says what garbage collection keeps of a cache.
+type Policy struct {
+	// Retention keeps the paths pushed or fetched within it (with their
+	// closures); 0 keeps every path.
+	Retention time.Duration
+	// MaxSize bounds the bytes of NAR files the kept paths occupy; 0: no
+	// bound. Pins are kept even beyond it.
+	MaxSize int64
 }
 
 // Token is a credential: either an HTTP token, of which only a hash is
@@ -258,14 +270,16 @@ type MetaStore interface {
 	ListStore
 	HoldStore
 	UploadStore
+	GCStore
 	// Close releases the store's resources.
 	Close() error
 }
 
 // CacheStore keeps caches.
 type CacheStore interface {
-	// CreateCache adds c (its ID and CreatedAt are assigned) and returns it as
-	// stored. It returns ErrExists if the name is taken.
+	// CreateCache adds c (its ID and CreatedAt are assigned, its LastGC is
+	// zero) and returns it as stored. It returns ErrExists if the name is
+	// taken.
 	CreateCache(ctx context.Context, c Cache) (Cache, error)
 	// GetCache returns the cache called name, or ErrNotFound.
 	GetCache(ctx context.Context, name string) (Cache, error)
@@ -406,4 +420,127 @@ type UploadStore interface {
 	// in no particular order, so that their blobs can be deleted. It returns ErrNotFound if the
 	// upload does not exist.
 	DeleteUpload(ctx context.Context, uploadID string) ([]Part, error)
+}
+
+// Pin keeps a store path, with its closure, in a cache. Pins with the same
+// Name are revisions of one pin: Keep decides which revisions stay.
+type Pin struct {
+	CacheID   int64
+	Name      string // a pin's name; an unnamed pin is named after its path's hash
+	Hash      string // the store path hash of the revision
+	StorePath string
+	CreatedAt time.Time // when this revision was pinned
+}
+
+// PinRule is how many revisions of a named pin stay pinned: the newest
+// KeepRevisions (0: all), and of those only the ones younger than KeepFor
+// (0: any age).
+type PinRule struct {
+	KeepRevisions int
+	KeepFor       time.Duration
+}
+
+// CollectPlan tells Collect what to keep of one cache.
+type CollectPlan struct {
+	CacheID int64
+	// UsedSince: a narinfo created or read at or after it is a root. The
+	// zero time makes every narinfo a root.
+	UsedSince time.Time
+	// Pinned are the hashes of pinned paths: roots that MaxSize never drops.
+	Pinned []string
+	// MaxSize, if not 0, bounds the NAR bytes of the kept set: roots other
+	// than pins are dropped least recently used first (by the later of
+	// creation and last read) until the closure of the rest fits.
+	MaxSize int64
+	// LinkedBefore: NAR links of the cache that no kept narinfo serves are
+	// removed only if made before it, so that a NAR uploaded just before its
+	// narinfo is not collected in between.
+	LinkedBefore time.Time
+	// DryRun computes everything and changes nothing.
+	DryRun bool
+	// Flush, if set, is called before each batch of removals, so that
+	// reads recorded since the start reach the store before it decides
+	// what the batch removes.
+	Flush func(ctx context.Context) error
+	// OnRemove, if set, is given the hashes of the narinfos removed (or, in
+	// a dry run, that would be), a batch at a time as each commits, and
+	// CollectResult.Removed stays empty, so that a collection of any size
+	// runs in bounded memory. An error from it stops the collection.
+	OnRemove func(ctx context.Context, hashes []string) error
+}
+
+// CollectResult says what Collect removed (or, in a dry run, would remove).
+type CollectResult struct {
+	KeptPaths    int64    // narinfos in the kept set, as planned at the start
+	KeptBytes    int64    // NAR bytes of the kept narinfos (each file once)
+	RemovedPaths int64    // narinfos removed
+	Removed      []string // their hashes, unless the plan had OnRemove
+	RemovedBytes int64    // NAR bytes of the files only they served (each once)
+	Unlinked     int      // NAR links removed
+	DroppedRoots int      // roots dropped to fit MaxSize
+	OverQuota    bool     // the pins alone exceed MaxSize
+}
+
+// GCStore is what garbage collection needs from the metadata store. The
+// closure of a narinfo is followed through its References within the same
+// cache; references to paths the cache does not hold are ignored.
+type GCStore interface {
+	// SetPolicy sets the policy of a cache, or returns ErrNotFound.
+	SetPolicy(ctx context.Context, cacheID int64, p Policy) error
+	// Touch records that the narinfos of the cache with the given hashes
+	// were read at t, keeping the later time; unknown hashes are ignored.
+	Touch(ctx context.Context, cacheID int64, hashes []string, t time.Time) error
+	// TouchNars records that the NAR files with the given file hashes were
+	// read from the cache at t: the narinfos of the cache that serve them
+	// are touched as by Touch. Unknown file hashes are ignored.
+	TouchNars(ctx context.Context, cacheID int64, fileHashes []string, t time.Time) error
+	// Usage returns the number of narinfos of the cache and the bytes of the
+	// NAR files they serve (each file once), or ErrNotFound if there is no
+	// such cache.
+	Usage(ctx context.Context, cacheID int64) (paths, bytes int64, err error)
+
+	// AddPin records a pin revision, replacing one with the same cache, name
+	// and hash, and sets the rule of its name; it returns ErrNotFound if the
+	// cache does not exist. An empty Name is taken to be Hash; a zero
+	// CreatedAt means now.
+	AddPin(ctx context.Context, p Pin, rule PinRule) error
+	// ListPins returns the pins of the cache ordered by name, then newest
+	// first, with the rule of each name. An unknown cache has none.
+	ListPins(ctx context.Context, cacheID int64) ([]Pin, map[string]PinRule, error)
+	// DeletePins removes the revisions of a named pin (all of them when
+	// hash is ""), or returns ErrNotFound if there were none. The rule of
+	// the name goes with its last revision.
+	DeletePins(ctx context.Context, cacheID int64, name, hash string) error
+
+	// Collect removes the narinfos of a cache outside the closure of its
+	// roots (see CollectPlan) and the NAR links no kept narinfo serves, in
+	// bounded memory, and records the time as the cache's LastGC (unless a
+	// dry run). Narinfos committed while it runs are kept, with their
+	// closures. It returns ErrNotFound if the cache does not exist.
+	Collect(ctx context.Context, plan CollectPlan) (CollectResult, error)
+	// UnusedNars removes, and returns, up to limit Nar records that no cache
+	// links to and that were created before before, so that the caller
+	// deletes their blobs (a dry run only returns them). Should the caller
+	// stop before deleting them, the blobs stay without records, for a sweep
+	// of the blob store to find.
+	UnusedNars(ctx context.Context, before time.Time, limit int, dryRun bool) ([]Nar, error)
+	// ForgetNars removes the records of the Nars with the given file hashes
+	// that no cache links to, and returns the file hashes it removed. A
+	// collection lists unused Nars with a dry run of UnusedNars, deletes
+	// their blobs and then forgets them, so that a crash in between leaves
+	// records for the next collection to finish, never blobs without them.
+	ForgetNars(ctx context.Context, fileHashes []string) ([]string, error)
+	// StaleUploads returns up to limit multipart uploads created before
+	// before, in every cache.
+	StaleUploads(ctx context.Context, before time.Time, limit int) ([]Upload, error)
+
+	// TryLease takes the named lease for holder until ttl from now if it is
+	// free, expired or already held by holder, and reports whether it did.
+	// Several processes use it to run one collection at a time.
+	TryLease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error)
+	// ReleaseLease gives up the lease if holder holds it.
+	ReleaseLease(ctx context.Context, name, holder string) error
+	// LeaseHolder returns the holder of the named lease, or "" if it is
+	// free or expired.
+	LeaseHolder(ctx context.Context, name string) (string, error)
 }

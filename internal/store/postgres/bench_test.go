@@ -20,9 +20,9 @@ const (
 	planNarInfos = 20_000
 )
 
-// fill adds to s a cache holding n narinfos, each with its own Nar, n
-// objects and n/5 tokens, copied in and analysed, and returns the cache ID
-// and the narinfo hashes.
+// fill adds to s a cache holding n narinfos, each with its own Nar and the
+// rows of its references, n objects and n/5 tokens, copied in and
+// analysed, and returns the cache ID and the narinfo hashes.
 func fill(tb testing.TB, s *Store, n int) (int64, []string) {
 	tb.Helper()
 	ctx := context.Background()
@@ -66,7 +66,14 @@ func fill(tb testing.TB, s *Store, n int) (int64, []string) {
 				return fmt.Errorf("copy into %s: %w", t.table, err)
 			}
 		}
-		_, err := tx.Exec(ctx, `UPDATE narinfo_seq SET last = $1`, n)
+		// What PutNarInfo writes with each narinfo.
+		_, err := tx.Exec(ctx, `INSERT INTO narinfo_refs (cache_id, hash, ref_hash)
+			SELECT DISTINCT ni.cache_id, ni.hash, left(r.ref, 32) FROM narinfos ni, unnest(ni.refs) AS r (ref)
+			WHERE left(r.ref, 32) <> ni.hash`)
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `UPDATE narinfo_seq SET last = $1`, n)
 		return err
 	})
 	if err == nil {

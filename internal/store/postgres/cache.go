@@ -3,31 +3,43 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/larder-cache/larder/internal/store"
 )
 
-const cacheSQL = `SELECT id, name, private, priority, secret_key, public_key, created_at FROM caches`
+const cacheSQL = `SELECT id, name, private, priority, secret_key, public_key, created_at,
+	retention, max_size, last_gc FROM caches`
 
 // scanCache reads a row of cacheSQL.
 func scanCache(row pgx.CollectableRow) (store.Cache, error) {
 	var c store.Cache
-	err := row.Scan(&c.ID, &c.Name, &c.Private, &c.Priority, &c.SecretKey, &c.PublicKey, &c.CreatedAt)
+	var retention int64
+	var lastGC *time.Time
+	err := row.Scan(&c.ID, &c.Name, &c.Private, &c.Priority, &c.SecretKey, &c.PublicKey, &c.CreatedAt,
+		&retention, &c.Policy.MaxSize, &lastGC)
 	c.CreatedAt = c.CreatedAt.UTC()
+	c.Policy.Retention = time.Duration(retention) * time.Second
+	if lastGC != nil {
+		c.LastGC = lastGC.UTC()
+	}
 	return c, err
 }
 
-// CreateCache adds c with a new ID and the current time and returns it as
-// stored, or store.ErrExists if the name is taken.
+// CreateCache adds c with a new ID, the current time and its policy, never
+// collected, and returns it as stored, or store.ErrExists if the name is
+// taken.
 func (s *Store) CreateCache(ctx context.Context, c store.Cache) (store.Cache, error) {
-	c.CreatedAt = now()
+	c.CreatedAt, c.LastGC = now(), time.Time{}
+	c.Policy.Retention = c.Policy.Retention.Truncate(time.Second)
 	err := s.tx(ctx, func(tx pgx.Tx) error {
 		err := tx.QueryRow(ctx, `
-			INSERT INTO caches (name, private, priority, secret_key, public_key, created_at)
-			VALUES ($1, $2, $3, $4, $5, $6) RETURNING id`,
+			INSERT INTO caches (name, private, priority, secret_key, public_key, created_at, retention, max_size)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id`,
 			c.Name, c.Private, c.Priority, c.SecretKey, c.PublicKey, c.CreatedAt,
+			int64(c.Policy.Retention/time.Second), c.Policy.MaxSize,
 		).Scan(&c.ID)
 		if err != nil {
 			return err

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -61,26 +62,18 @@ func (s *Store) CacheNar(ctx context.Context, cacheID int64, fileHash string) (s
 // n.CreatedAt is set to the current time. It returns store.ErrNotFound if
 // the cache does not exist (the link's foreign key says so) and
 // store.ErrExists if another Nar of the cache is linked under key.
+//
+// The Nar is read with a key share lock, which keeps UnusedNars from
+// removing it until the link is committed; should UnusedNars have removed
+// it since the insert found it, it is inserted again.
 func (s *Store) AddNar(ctx context.Context, cacheID int64, n store.Nar, key string) (store.Nar, error) {
 	n.CreatedAt = orNow(n.CreatedAt)
 	var stored store.Nar
 	err := s.tx(ctx, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, `
-			INSERT INTO nars (file_hash, file_size, compression, nar_hash, nar_size, md5, blob_key, created_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (file_hash) DO NOTHING`,
-			n.FileHash, n.FileSize, n.Compression, n.NarHash, n.NarSize, n.MD5, n.BlobKey, n.CreatedAt)
+		id, err := lockNar(ctx, tx, n, &stored)
 		if err != nil {
 			return err
 		}
-		// A statement of its own, so that it sees a Nar another transaction
-		// committed while the insert waited for it.
-		var id int64
-		err = tx.QueryRow(ctx, `SELECT n.id, `+narColumns+` FROM nars n WHERE n.file_hash = $1`,
-			n.FileHash).Scan(append([]any{&id}, narDest(&stored, &stored.CreatedAt)...)...)
-		if err != nil {
-			return err
-		}
-		stored.CreatedAt = stored.CreatedAt.UTC()
 		// The conflict target keeps the first key of a relinked Nar while a
 		// key taken by another Nar remains an error.
 		_, err = tx.Exec(ctx, `
@@ -92,6 +85,30 @@ func (s *Store) AddNar(ctx context.Context, cacheID int64, n store.Nar, key stri
 		return store.Nar{}, fmt.Errorf("add nar %s to cache %d: %w", n.FileHash, cacheID, translate(err))
 	}
 	return stored, nil
+}
+
+// lockNar records n unless a Nar with its file hash exists, reads that Nar
+// into stored with a key share lock and returns its ID.
+func lockNar(ctx context.Context, tx pgx.Tx, n store.Nar, stored *store.Nar) (int64, error) {
+	for attempt := 1; ; attempt++ {
+		_, err := tx.Exec(ctx, `
+			INSERT INTO nars (file_hash, file_size, compression, nar_hash, nar_size, md5, blob_key, created_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (file_hash) DO NOTHING`,
+			n.FileHash, n.FileSize, n.Compression, n.NarHash, n.NarSize, n.MD5, n.BlobKey, n.CreatedAt)
+		if err != nil {
+			return 0, err
+		}
+		// A statement of its own, so that it sees a Nar another transaction
+		// committed while the insert waited for it.
+		var id int64
+		err = tx.QueryRow(ctx, `SELECT n.id, `+narColumns+` FROM nars n WHERE n.file_hash = $1 FOR KEY SHARE`,
+			n.FileHash).Scan(append([]any{&id}, narDest(stored, &stored.CreatedAt)...)...)
+		if errors.Is(err, pgx.ErrNoRows) && attempt < maxAttempts {
+			continue // removed by UnusedNars since the insert
+		}
+		stored.CreatedAt = stored.CreatedAt.UTC()
+		return id, err
+	}
 }
 
 // UnlinkNar removes the link of the Nar with file hash fileHash to the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 
@@ -122,7 +123,35 @@ func (s *Store) putNarInfo(ctx context.Context, tx pgx.Tx, ni store.NarInfo, mer
 	} else {
 		m.Seq = old.Seq
 	}
-	return m, writeNarInfo(ctx, tx, m, old == nil)
+	if err := writeNarInfo(ctx, tx, m, old == nil); err != nil {
+		return store.NarInfo{}, err
+	}
+	if old == nil || !slices.Equal(old.References, m.References) {
+		if err := writeRefs(ctx, tx, m, old != nil); err != nil {
+			return store.NarInfo{}, fmt.Errorf("write references: %w", err)
+		}
+	}
+	return m, nil
+}
+
+// writeRefs writes the rows of narinfo_refs of m, replacing those of the
+// narinfo's earlier version if replace. A reference is a store path base
+// name, "<hash>-<name>": its first 32 characters are the hash of the path
+// it names. A reference to the path itself is left out.
+func writeRefs(ctx context.Context, tx pgx.Tx, m store.NarInfo, replace bool) error {
+	if replace {
+		_, err := tx.Exec(ctx, `DELETE FROM narinfo_refs WHERE cache_id = $1 AND hash = $2`, m.CacheID, m.Hash)
+		if err != nil {
+			return err
+		}
+	}
+	if len(m.References) == 0 {
+		return nil
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO narinfo_refs (cache_id, hash, ref_hash)
+		SELECT DISTINCT $1::bigint, $2::text, left(r, 32) FROM unnest($3::text[]) AS r
+		WHERE left(r, 32) <> $2::text`, m.CacheID, m.Hash, m.References)
+	return err
 }
 
 // currentNarInfo reads and locks the narinfo of (ni.CacheID, ni.Hash), or

@@ -62,6 +62,12 @@ type Store struct {
 	close   context.CancelFunc
 	mu      sync.Mutex
 	wg      sync.WaitGroup
+
+	// collectBatch is how many narinfos or NAR links Collect removes in
+	// one transaction; collectHook, if set, is called once the kept set is
+	// known, before anything is removed. Tests change them.
+	collectBatch int
+	collectHook  func()
 }
 
 var (
@@ -93,7 +99,7 @@ func open(ctx context.Context, dsn string) (*Store, error) {
 	}
 	id := make([]byte, 8)
 	rand.Read(id)
-	s := &Store{cfg: cfg.ConnConfig, pool: p, id: hex.EncodeToString(id)}
+	s := &Store{cfg: cfg.ConnConfig, pool: p, id: hex.EncodeToString(id), collectBatch: defaultCollectBatch}
 	s.closing, s.close = context.WithCancel(context.Background())
 	if err := s.do(ctx, func(conn *pgx.Conn) error { return migrate(ctx, conn) }); err != nil {
 		s.Close()
@@ -163,14 +169,7 @@ func (s *Store) do(ctx context.Context, fn func(conn *pgx.Conn) error) error {
 		if err != nil {
 			return withContext(ctx, err)
 		}
-		err = fn(conn.Conn())
-		lost := err != nil && conn.Conn().IsClosed() && ctx.Err() == nil
-		conn.Release()
-		if lost {
-			// The server went away: drop the other idle connections too,
-			// rather than hand each out broken.
-			s.pool.Reset()
-		}
+		lost, err := s.run(ctx, conn, fn)
 		switch {
 		case err == nil:
 			return nil
@@ -181,6 +180,35 @@ func (s *Store) do(ctx context.Context, fn func(conn *pgx.Conn) error) error {
 		}
 		return withContext(ctx, err)
 	}
+}
+
+// session runs fn on a connection of the pool as do does, but only once:
+// fn keeps state on the connection, such as temporary tables, and tries
+// its own steps again where that is safe.
+func (s *Store) session(ctx context.Context, fn func(conn *pgx.Conn) error) error {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return withContext(ctx, err)
+	}
+	lost, err := s.run(ctx, conn, fn)
+	if lost && !errors.Is(err, store.ErrUnavailable) {
+		return fmt.Errorf("%w: connection lost: %w", store.ErrUnavailable, err)
+	}
+	return withContext(ctx, err)
+}
+
+// run runs fn on conn, releases conn and reports whether it was lost
+// under fn, in which case it drops the idle connections too.
+func (s *Store) run(ctx context.Context, conn *pgxpool.Conn, fn func(conn *pgx.Conn) error) (lost bool, err error) {
+	err = fn(conn.Conn())
+	lost = err != nil && conn.Conn().IsClosed() && ctx.Err() == nil
+	conn.Release()
+	if lost {
+		// The server went away: drop the other idle connections too,
+		// rather than hand each out broken.
+		s.pool.Reset()
+	}
+	return lost, err
 }
 
 // withContext returns err, a failure of a call under ctx, saying that ctx

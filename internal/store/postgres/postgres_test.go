@@ -69,11 +69,23 @@ func admin(t testing.TB, dsn, sql string) {
 }
 
 // TestConformance runs the suite with a new schema of one database for
-// each subtest: a database each takes about twice as long.
+// each subtest: a database each takes about twice as long. Collect removes
+// two narinfos or links at a time, so that its batches are tested too.
 func TestConformance(t *testing.T) {
 	dsn := testserver.Postgres(t)
 	storetest.TestMetaStore(t, func(t *testing.T) store.MetaStore {
-		return openStore(t, inSchema(t, dsn))
+		s := openStore(t, inSchema(t, dsn))
+		s.collectBatch = 2
+		return s
+	})
+}
+
+func TestCollectWhileWriting(t *testing.T) {
+	dsn := testserver.Postgres(t)
+	storetest.TestCollectWhileWriting(t, func(t *testing.T) (store.MetaStore, func(func())) {
+		s := openStore(t, inSchema(t, dsn))
+		s.collectBatch = 3
+		return s, func(hook func()) { s.collectHook = hook }
 	})
 }
 

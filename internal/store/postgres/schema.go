@@ -21,7 +21,8 @@ import (
 // Seqs of narinfos do not come from a sequence: see narinfo_seq and
 // PutNarInfo.
 var migrations = []string{
-	// 1: the initial schema.
+	// 1: the initial schema. testdata/schema-v1.sql keeps a copy, which a
+	// test compares with it.
 	`
 CREATE TABLE caches (
 	id         bigint  GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -150,7 +151,69 @@ CREATE TABLE parts (
 	PRIMARY KEY (upload_id, number)
 );
 `,
+	migration2,
 }
+
+// migration2 adds what garbage collection needs: the policy and last
+// collection of caches, the last read of narinfos, their references as
+// rows, pins and leases.
+//
+// narinfo_refs holds, for each narinfo, the store path hashes it references
+// (a reference is a store path base name, "<hash>-<name>", whose hash is
+// its first 32 characters: the one piece of Nix's layout the store knows);
+// a narinfo's reference to itself is left out, since it adds nothing to a
+// closure. Its primary key leads with (cache_id, hash), which a closure
+// follows; the index on (cache_id, ref_hash) finds what refers to a path.
+// PutNarInfo writes the rows of every narinfo it writes; the rows go with
+// their narinfo. The rows of existing narinfos are filled in from refs.
+//
+// last_access is NULL until a narinfo is read: its last use is then its
+// creation. last_gc is NULL until a collection finishes. Retention and
+// keep_for are seconds. Lease expiries are the server's time, which every
+// process sharing the database shares.
+const migration2 = `
+ALTER TABLE caches
+	ADD COLUMN retention bigint NOT NULL DEFAULT 0,
+	ADD COLUMN max_size  bigint NOT NULL DEFAULT 0,
+	ADD COLUMN last_gc   timestamptz; -- NULL: never
+
+ALTER TABLE narinfos ADD COLUMN last_access timestamptz; -- NULL: never read
+
+CREATE TABLE narinfo_refs (
+	cache_id bigint NOT NULL,
+	hash     text   COLLATE "C" NOT NULL,
+	ref_hash text   COLLATE "C" NOT NULL,
+	PRIMARY KEY (cache_id, hash, ref_hash),
+	FOREIGN KEY (cache_id, hash) REFERENCES narinfos (cache_id, hash) ON DELETE CASCADE
+);
+CREATE INDEX narinfo_refs_ref_hash ON narinfo_refs (cache_id, ref_hash);
+INSERT INTO narinfo_refs (cache_id, hash, ref_hash)
+	SELECT DISTINCT ni.cache_id, ni.hash, left(r.ref, 32) FROM narinfos ni, unnest(ni.refs) AS r (ref)
+	WHERE left(r.ref, 32) <> ni.hash;
+
+-- Revisions of pins, and the rule of each pin name.
+CREATE TABLE pins (
+	cache_id   bigint NOT NULL REFERENCES caches (id) ON DELETE CASCADE,
+	name       text   COLLATE "C" NOT NULL,
+	hash       text   COLLATE "C" NOT NULL,
+	store_path text   NOT NULL,
+	created_at timestamptz NOT NULL,
+	PRIMARY KEY (cache_id, name, hash)
+);
+CREATE TABLE pin_rules (
+	cache_id       bigint NOT NULL REFERENCES caches (id) ON DELETE CASCADE,
+	name           text   COLLATE "C" NOT NULL,
+	keep_revisions bigint NOT NULL,
+	keep_for       bigint NOT NULL,
+	PRIMARY KEY (cache_id, name)
+);
+
+CREATE TABLE leases (
+	name       text COLLATE "C" PRIMARY KEY,
+	holder     text NOT NULL,
+	expires_at timestamptz NOT NULL
+);
+`
 
 // migrateLock is the key of the transaction-level advisory lock migrate
 // holds, so that processes starting at once migrate one after the other

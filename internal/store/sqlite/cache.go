@@ -4,30 +4,41 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"time"
 
 	"github.com/larder-cache/larder/internal/store"
 )
 
-const cacheSQL = `SELECT id, name, private, priority, secret_key, public_key, created_at FROM caches`
+const cacheSQL = `SELECT id, name, private, priority, secret_key, public_key, created_at,
+	retention, max_size, last_gc FROM caches`
 
 // scanCache reads a row of cacheSQL.
 func scanCache(sc scanner) (store.Cache, error) {
 	var c store.Cache
-	var created int64
-	err := sc.Scan(&c.ID, &c.Name, &c.Private, &c.Priority, &c.SecretKey, &c.PublicKey, &created)
+	var created, retention int64
+	var lastGC sql.NullInt64
+	err := sc.Scan(&c.ID, &c.Name, &c.Private, &c.Priority, &c.SecretKey, &c.PublicKey, &created,
+		&retention, &c.Policy.MaxSize, &lastGC)
 	c.CreatedAt = fromUnix(created)
+	c.Policy.Retention = time.Duration(retention) * time.Second
+	if lastGC.Valid {
+		c.LastGC = fromUnix(lastGC.Int64)
+	}
 	return c, err
 }
 
-// CreateCache adds c with a new ID and the current time and returns it as
-// stored, or store.ErrExists if the name is taken.
+// CreateCache adds c with a new ID, the current time and its policy, never
+// collected, and returns it as stored, or store.ErrExists if the name is
+// taken.
 func (s *Store) CreateCache(ctx context.Context, c store.Cache) (store.Cache, error) {
-	c.CreatedAt = now()
+	c.CreatedAt, c.LastGC = now(), time.Time{}
+	c.Policy.Retention = c.Policy.Retention.Truncate(time.Second)
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		return tx.QueryRowContext(ctx, `
-			INSERT INTO caches (name, private, priority, secret_key, public_key, created_at)
-			VALUES (?, ?, ?, ?, ?, ?) RETURNING id`,
+			INSERT INTO caches (name, private, priority, secret_key, public_key, created_at, retention, max_size)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
 			c.Name, c.Private, c.Priority, c.SecretKey, c.PublicKey, c.CreatedAt.Unix(),
+			int64(c.Policy.Retention/time.Second), c.Policy.MaxSize,
 		).Scan(&c.ID)
 	})
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/larder-cache/larder/internal/store"
 )
@@ -97,29 +98,68 @@ func putNarInfo(ctx context.Context, tx *sql.Tx, ni store.NarInfo, merge func(ol
 	}
 	m.CreatedAt = orNow(m.CreatedAt)
 	m.References, m.Sigs = normList(m.References), normList(m.Sigs)
+	if old != nil {
+		m.Seq = old.Seq
+	}
+	if err := writeNarInfo(ctx, tx, &m, narID, old == nil); err != nil {
+		return store.NarInfo{}, err
+	}
+	if old == nil || !slices.Equal(old.References, m.References) {
+		if err := writeRefs(ctx, tx, m, old != nil); err != nil {
+			return store.NarInfo{}, fmt.Errorf("write references: %w", err)
+		}
+	}
+	return m, nil
+}
+
+// writeNarInfo inserts m, a new narinfo serving the Nar narID, setting its
+// Seq, or updates the narinfo with m's Seq.
+func writeNarInfo(ctx context.Context, tx *sql.Tx, m *store.NarInfo, narID int64, insert bool) error {
 	refs, err := encodeList(m.References)
 	if err != nil {
-		return store.NarInfo{}, fmt.Errorf("encode references: %w", err)
+		return fmt.Errorf("encode references: %w", err)
 	}
 	sigs, err := encodeList(m.Sigs)
 	if err != nil {
-		return store.NarInfo{}, fmt.Errorf("encode sigs: %w", err)
+		return fmt.Errorf("encode sigs: %w", err)
 	}
-	if old == nil {
-		err = tx.QueryRowContext(ctx, `
+	if insert {
+		return tx.QueryRowContext(ctx, `
 			INSERT INTO narinfos (cache_id, hash, key, store_path, nar_id, nar_hash, nar_size, refs, deriver, system, ca, sigs, created_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq`,
 			m.CacheID, m.Hash, m.Key, m.StorePath, narID, m.NarHash, m.NarSize, refs, m.Deriver, m.System, m.CA, sigs,
 			m.CreatedAt.Unix()).Scan(&m.Seq)
-	} else {
-		m.Seq = old.Seq
-		_, err = tx.ExecContext(ctx, `
-			UPDATE narinfos SET key = ?, store_path = ?, nar_id = ?, nar_hash = ?, nar_size = ?, refs = ?,
-				deriver = ?, system = ?, ca = ?, sigs = ?, created_at = ?
-			WHERE seq = ?`,
-			m.Key, m.StorePath, narID, m.NarHash, m.NarSize, refs, m.Deriver, m.System, m.CA, sigs, m.CreatedAt.Unix(), m.Seq)
 	}
-	return m, err
+	_, err = tx.ExecContext(ctx, `
+		UPDATE narinfos SET key = ?, store_path = ?, nar_id = ?, nar_hash = ?, nar_size = ?, refs = ?,
+			deriver = ?, system = ?, ca = ?, sigs = ?, created_at = ?
+		WHERE seq = ?`,
+		m.Key, m.StorePath, narID, m.NarHash, m.NarSize, refs, m.Deriver, m.System, m.CA, sigs, m.CreatedAt.Unix(), m.Seq)
+	return err
+}
+
+// writeRefs writes the rows of narinfo_refs of m, replacing those of the
+// narinfo's earlier version if replace. A reference is a store path base
+// name, "<hash>-<name>": its first 32 characters are the hash of the path
+// it names. A reference to the path itself is left out.
+func writeRefs(ctx context.Context, tx *sql.Tx, m store.NarInfo, replace bool) error {
+	if replace {
+		_, err := tx.ExecContext(ctx, `DELETE FROM narinfo_refs WHERE cache_id = ? AND hash = ?`, m.CacheID, m.Hash)
+		if err != nil {
+			return err
+		}
+	}
+	if len(m.References) == 0 {
+		return nil
+	}
+	refs, err := encodeList(m.References)
+	if err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, `INSERT OR IGNORE INTO narinfo_refs (cache_id, hash, ref_hash)
+		SELECT ?1, ?2, substr(value, 1, 32) FROM json_each(?3) WHERE substr(value, 1, 32) <> ?2`,
+		m.CacheID, m.Hash, refs)
+	return err
 }
 
 // DeleteNarInfo removes the narinfo of hash in the cache, or returns

@@ -95,6 +95,7 @@ CREATE TABLE files (
 ) STRICT, WITHOUT ROWID;
 `,
 	migration2,
+	migration3,
 }
 
 // migration2 adds what the S3 API needs: S3 access keys and token scopes
@@ -184,6 +185,65 @@ CREATE TABLE parts (
 	blob_key   TEXT    NOT NULL,
 	created_at INTEGER NOT NULL,
 	PRIMARY KEY (upload_id, number)
+) STRICT, WITHOUT ROWID;
+`
+
+// migration3 adds what garbage collection needs: the policy and last
+// collection of caches, the last read of narinfos, their references as
+// rows, pins and leases.
+//
+// narinfo_refs holds, for each narinfo, the store path hashes it references
+// (a reference is a store path base name, "<hash>-<name>", whose hash is
+// its first 32 characters: the one piece of Nix's layout the store knows);
+// a narinfo's reference to itself is left out, since it adds nothing to a
+// closure. Its primary key leads with (cache_id, hash), which a closure
+// follows; the index on (cache_id, ref_hash) finds what refers to a path.
+// PutNarInfo writes the rows of every narinfo it writes; the rows go with
+// their narinfo. The rows of existing narinfos are filled in from refs.
+//
+// last_access is NULL until a narinfo is read: its last use is then its
+// creation. last_gc is NULL until a collection finishes. Retention and
+// keep_for are seconds; lease expiries are unix milliseconds.
+const migration3 = `
+ALTER TABLE caches ADD COLUMN retention INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE caches ADD COLUMN max_size INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE caches ADD COLUMN last_gc INTEGER; -- NULL: never
+
+ALTER TABLE narinfos ADD COLUMN last_access INTEGER; -- NULL: never read
+
+CREATE TABLE narinfo_refs (
+	cache_id INTEGER NOT NULL,
+	hash     TEXT    NOT NULL,
+	ref_hash TEXT    NOT NULL,
+	PRIMARY KEY (cache_id, hash, ref_hash),
+	FOREIGN KEY (cache_id, hash) REFERENCES narinfos (cache_id, hash) ON DELETE CASCADE
+) STRICT, WITHOUT ROWID;
+CREATE INDEX narinfo_refs_ref_hash ON narinfo_refs (cache_id, ref_hash);
+INSERT OR IGNORE INTO narinfo_refs (cache_id, hash, ref_hash)
+	SELECT ni.cache_id, ni.hash, substr(r.value, 1, 32) FROM narinfos ni, json_each(ni.refs) r
+	WHERE substr(r.value, 1, 32) <> ni.hash;
+
+-- Revisions of pins, and the rule of each pin name.
+CREATE TABLE pins (
+	cache_id   INTEGER NOT NULL REFERENCES caches (id) ON DELETE CASCADE,
+	name       TEXT    NOT NULL,
+	hash       TEXT    NOT NULL,
+	store_path TEXT    NOT NULL,
+	created_at INTEGER NOT NULL,
+	PRIMARY KEY (cache_id, name, hash)
+) STRICT, WITHOUT ROWID;
+CREATE TABLE pin_rules (
+	cache_id       INTEGER NOT NULL REFERENCES caches (id) ON DELETE CASCADE,
+	name           TEXT    NOT NULL,
+	keep_revisions INTEGER NOT NULL,
+	keep_for       INTEGER NOT NULL,
+	PRIMARY KEY (cache_id, name)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE leases (
+	name       TEXT    PRIMARY KEY,
+	holder     TEXT    NOT NULL,
+	expires_at INTEGER NOT NULL
 ) STRICT, WITHOUT ROWID;
 `
 

@@ -13,7 +13,10 @@
 // halfway, and several read-only connections for the lookups that serve
 // clients. WAL shares memory between the processes through a file next to
 // the database, so they must run on one host and the file must not be on a
-// network file system.
+// network file system. Collect has a connection of its own, for the scratch
+// tables it keeps in the connection's temporary database; it writes in
+// short IMMEDIATE transactions, waiting for the write lock like another
+// process.
 //
 // The database uses synchronous=NORMAL. In WAL mode that cannot corrupt the
 // database: a commit is written to the WAL at once but fsynced only at the
@@ -51,6 +54,15 @@ const busyTimeout = 10 * time.Second
 type Store struct {
 	w *sql.DB // one connection; transactions begin IMMEDIATE
 	r *sql.DB // read-only connections
+	// g is the connection of Collect, which keeps its scratch tables in
+	// the connection's temporary database; transactions begin IMMEDIATE.
+	g *sql.DB
+
+	// collectBatch is how many narinfos or NAR links Collect removes in
+	// one transaction; collectHook, if set, is called once the kept set is
+	// known, before anything is removed. Tests change them.
+	collectBatch int
+	collectHook  func()
 
 	// Prepared statements of the read pool, for the hot paths.
 	getNarInfo      *sql.Stmt
@@ -107,7 +119,15 @@ func open(ctx context.Context, path string) (*Store, error) {
 	n := max(4, runtime.GOMAXPROCS(0))
 	r.SetMaxOpenConns(n)
 	r.SetMaxIdleConns(n)
-	s := &Store{w: w, r: r}
+	g, err := sql.Open("sqlite", dsn(abs, pragmas, "_txlock=immediate"))
+	if err != nil {
+		r.Close()
+		w.Close()
+		return nil, err
+	}
+	g.SetMaxOpenConns(1)
+	g.SetMaxIdleConns(1)
+	s := &Store{w: w, r: r, g: g, collectBatch: defaultCollectBatch}
 	if err := s.prepare(ctx); err != nil {
 		s.Close()
 		return nil, err
@@ -206,7 +226,7 @@ func (s *Store) Close() error {
 			errs = append(errs, (*st.dst).Close())
 		}
 	}
-	errs = append(errs, s.r.Close(), s.w.Close())
+	errs = append(errs, s.g.Close(), s.r.Close(), s.w.Close())
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("close metadata database: %w", err)
 	}

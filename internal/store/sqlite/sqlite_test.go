@@ -32,10 +32,21 @@ func openTemp(t testing.TB) (*Store, string) {
 	return s, path
 }
 
+// TestConformance runs the suite with Collect removing two narinfos or
+// links at a time, so that its batches are tested too.
 func TestConformance(t *testing.T) {
 	storetest.TestMetaStore(t, func(t *testing.T) store.MetaStore {
 		s, _ := openTemp(t)
+		s.collectBatch = 2
 		return s
+	})
+}
+
+func TestCollectWhileWriting(t *testing.T) {
+	storetest.TestCollectWhileWriting(t, func(t *testing.T) (store.MetaStore, func(func())) {
+		s, _ := openTemp(t)
+		s.collectBatch = 3
+		return s, func(hook func()) { s.collectHook = hook }
 	})
 }
 

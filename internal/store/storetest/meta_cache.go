@@ -22,9 +22,9 @@ var cacheTests = []metaTest{
 	{"CacheIDsNeverReused", testCacheIDsNeverReused},
 }
 
-// normCache returns c with its time normalised for comparison.
+// normCache returns c with its times normalised for comparison.
 func normCache(c store.Cache) store.Cache {
-	c.CreatedAt = sec(c.CreatedAt)
+	c.CreatedAt, c.LastGC = sec(c.CreatedAt), sec(c.LastGC)
 	return c
 }
 
@@ -32,6 +32,7 @@ func normCache(c store.Cache) store.Cache {
 func mustCache(t *testing.T, what string, got, want store.Cache) {
 	t.Helper()
 	mustUTC(t, what, got.CreatedAt)
+	mustUTC(t, what, got.LastGC)
 	if normCache(got) != normCache(want) {
 		t.Fatalf("%s: got %+v, want %+v", what, got, want)
 	}

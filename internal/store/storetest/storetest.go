@@ -7,10 +7,12 @@
 // Where package store leaves a detail open, the suites pin the convention
 // every implementation follows:
 //
-//   - Times read back are in UTC and kept to at least the second.
+//   - Times read back are in UTC and kept to at least the second; a
+//     policy's Retention and a pin rule's KeepFor are kept to the second.
 //   - A Nar, NarInfo, Object, HeldNarInfo, Upload or Part handed over with a
 //     zero CreatedAt is stored with the time of the call; a non-zero one is
-//     kept. Caches and tokens always get the time of the call.
+//     kept. Caches and tokens always get the time of the call, and a new
+//     cache a zero LastGC.
 //   - Empty and nil slices (References, Sigs, Body) are the same thing, and
 //     so are empty and nil maps (Metadata).
 //   - Lists whose order the contract leaves open are compared as sets.
