@@ -1,0 +1,151 @@
+// Package metrics owns larder's Prometheus metrics: the registry, the
+// collectors the front ends and the service update, and the handler that
+// serves them. Every method is safe on a nil *Metrics, which records
+// nothing, so that tests and commands without a server need none.
+package metrics
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics holds the collectors of one server.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+
+	gcRuns       *prometheus.CounterVec
+	gcDuration   prometheus.Histogram
+	gcLast       prometheus.Gauge
+	removedPaths *prometheus.CounterVec
+	removedBytes *prometheus.CounterVec
+	keptPaths    *prometheus.GaugeVec
+	keptBytes    *prometheus.GaugeVec
+	overQuota    *prometheus.GaugeVec
+	narsDeleted  prometheus.Counter
+	narBytes     prometheus.Counter
+}
+
+// New returns the metrics of a server, with the Go runtime's and the
+// process's.
+func New() *Metrics {
+	reg := prometheus.NewRegistry()
+	f := func(c prometheus.Collector) { reg.MustRegister(c) }
+	f(collectors.NewGoCollector())
+	f(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := &Metrics{
+		reg: reg,
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "larder_http_requests_total",
+			Help: "Requests answered, by protocol (nix or s3), kind of object, method and status code.",
+		}, []string{"protocol", "kind", "method", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "larder_http_request_duration_seconds",
+			Help:    "Time from a request's arrival to the end of its answer, by protocol and kind of object.",
+			Buckets: []float64{.0001, .0005, .001, .005, .01, .05, .1, .5, 1, 5, 30, 120},
+		}, []string{"protocol", "kind"}),
+		gcRuns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "larder_gc_runs_total",
+			Help: "Garbage collections run by this process, by result (ok or error); dry runs are not counted.",
+		}, []string{"result"}),
+		gcDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "larder_gc_duration_seconds",
+			Help:    "How long garbage collections took.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 4, 10),
+		}),
+		gcLast: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "larder_gc_last_success_timestamp_seconds",
+			Help: "When this process last finished a garbage collection.",
+		}),
+		removedPaths: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "larder_gc_removed_paths_total",
+			Help: "Narinfos removed by garbage collection, by cache.",
+		}, []string{"cache"}),
+		removedBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "larder_gc_removed_bytes_total",
+			Help: "NAR bytes the cache no longer holds after garbage collection removed narinfos, by cache.",
+		}, []string{"cache"}),
+		keptPaths: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "larder_cache_kept_paths",
+			Help: "Narinfos garbage collection kept at its last run, by cache.",
+		}, []string{"cache"}),
+		keptBytes: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "larder_cache_kept_bytes",
+			Help: "NAR bytes garbage collection kept at its last run, by cache.",
+		}, []string{"cache"}),
+		overQuota: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "larder_cache_pins_over_quota",
+			Help: "1 if the pins of a cache alone exceeded its max-size at the last collection, else 0.",
+		}, []string{"cache"}),
+		narsDeleted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "larder_gc_nar_files_deleted_total",
+			Help: "NAR files deleted from the blob store because no cache held them any more.",
+		}),
+		narBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "larder_gc_nar_bytes_deleted_total",
+			Help: "Bytes of the NAR files deleted from the blob store.",
+		}),
+	}
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.gcRuns, m.gcDuration, m.gcLast,
+		m.removedPaths, m.removedBytes, m.keptPaths, m.keptBytes, m.overQuota, m.narsDeleted, m.narBytes} {
+		f(c)
+	}
+	return m
+}
+
+// Handler serves the metrics in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	if m == nil {
+		return http.NotFoundHandler()
+	}
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// Request records an answered request.
+func (m *Metrics) Request(protocol, kind, method string, status int, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.requests.WithLabelValues(protocol, kind, method, strconv.Itoa(status)).Inc()
+	m.duration.WithLabelValues(protocol, kind).Observe(d.Seconds())
+}
+
+// CacheCollected records what a collection did to one cache.
+func (m *Metrics) CacheCollected(cache string, keptPaths, keptBytes, removedPaths, removedBytes int64, overQuota bool) {
+	if m == nil {
+		return
+	}
+	m.keptPaths.WithLabelValues(cache).Set(float64(keptPaths))
+	m.keptBytes.WithLabelValues(cache).Set(float64(keptBytes))
+	m.removedPaths.WithLabelValues(cache).Add(float64(removedPaths))
+	m.removedBytes.WithLabelValues(cache).Add(float64(removedBytes))
+	over := 0.0
+	if overQuota {
+		over = 1
+	}
+	m.overQuota.WithLabelValues(cache).Set(over)
+}
+
+// Collected records the end of a collection, with the NAR files it
+// deleted.
+func (m *Metrics) Collected(err error, took time.Duration, narFiles int, narBytes int64) {
+	if m == nil {
+		return
+	}
+	if err != nil {
+		m.gcRuns.WithLabelValues("error").Inc()
+		return
+	}
+	m.gcRuns.WithLabelValues("ok").Inc()
+	m.gcDuration.Observe(took.Seconds())
+	m.gcLast.SetToCurrentTime()
+	m.narsDeleted.Add(float64(narFiles))
+	m.narBytes.Add(float64(narBytes))
+}

@@ -1,0 +1,76 @@
+package metrics
+
+import (
+	"errors"
+	"io"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+func scrape(t *testing.T, m *Metrics) string {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/_larder/metrics", nil))
+	body, _ := io.ReadAll(rec.Body)
+	if rec.Code != 200 {
+		t.Fatalf("scrape: %d %s", rec.Code, body)
+	}
+	return string(body)
+}
+
+func TestRecorded(t *testing.T) {
+	m := New()
+	m.Request("nix", "narinfo", "GET", 200, time.Millisecond)
+	m.Request("nix", "narinfo", "GET", 200, time.Millisecond)
+	m.Request("s3", "PutObject", "PUT", 403, time.Millisecond)
+	m.CacheCollected("main", 10, 1000, 3, 300, true)
+	m.CacheCollected("main", 9, 900, 1, 100, false)
+	m.Collected(nil, time.Second, 4, 400)
+	m.Collected(errors.New("store down"), time.Second, 0, 0)
+	body := scrape(t, m)
+	for _, want := range []string{
+		`larder_http_requests_total{code="200",kind="narinfo",method="GET",protocol="nix"} 2`,
+		`larder_http_requests_total{code="403",kind="PutObject",method="PUT",protocol="s3"} 1`,
+		`larder_http_request_duration_seconds_count{kind="narinfo",protocol="nix"} 2`,
+		`larder_cache_kept_paths{cache="main"} 9`,
+		`larder_cache_kept_bytes{cache="main"} 900`,
+		`larder_gc_removed_paths_total{cache="main"} 4`,
+		`larder_gc_removed_bytes_total{cache="main"} 400`,
+		`larder_cache_pins_over_quota{cache="main"} 0`,
+		`larder_gc_runs_total{result="ok"} 1`,
+		`larder_gc_runs_total{result="error"} 1`,
+		`larder_gc_nar_files_deleted_total 4`,
+		`larder_gc_nar_bytes_deleted_total 400`,
+		`larder_gc_duration_seconds_count 1`,
+		"go_goroutines",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the metrics lack %q", want)
+		}
+	}
+}
+
+// TestNil: a nil *Metrics records nothing and serves 404.
+func TestNil(t *testing.T) {
+	var m *Metrics
+	m.Request("nix", "nar", "GET", 200, time.Millisecond)
+	m.CacheCollected("main", 1, 1, 1, 1, true)
+	m.Collected(nil, time.Second, 1, 1)
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/_larder/metrics", nil))
+	if rec.Code != 404 {
+		t.Fatalf("a nil Metrics serves %d, want 404", rec.Code)
+	}
+}
+
+// BenchmarkRequest is the cost a request pays for its metrics.
+func BenchmarkRequest(b *testing.B) {
+	m := New()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			m.Request("nix", "narinfo", "GET", 200, time.Millisecond)
+		}
+	})
+}
