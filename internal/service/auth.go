@@ -280,3 +280,13 @@ func scopeText(scope string) string {
 	}
 	return "cache " + scope
 }
+
+// Operate returns the named cache for an operator's command (the CLI),
+// which has the stores in reach anyway and so needs no token.
+func (s *Service) Operate(ctx context.Context, cacheName string) (Cache, error) {
+	e, err := s.cache(ctx, cacheName)
+	if err != nil {
+		return Cache{}, err
+	}
+	return Cache{e}, nil
+}

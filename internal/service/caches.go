@@ -62,7 +62,8 @@ func ValidateCacheName(name string) error {
 type CacheSpec struct {
 	Name     string
 	Private  bool
-	Priority int // as in nix-cache-info; 0 means the default, 40
+	Priority int          // as in nix-cache-info; 0 means the default, 40
+	Policy   store.Policy // what garbage collection keeps
 }
 
 // CreateCache creates a cache with a fresh signing key.
@@ -80,9 +81,12 @@ func (s *Service) CreateCache(ctx context.Context, spec CacheSpec) (store.Cache,
 	if err != nil {
 		return store.Cache{}, internal(err, "generate signing key")
 	}
+	if spec.Policy.Retention < 0 || spec.Policy.MaxSize < 0 {
+		return store.Cache{}, errorf(CodeInvalid, "retention and max size must not be negative")
+	}
 	c, err := s.meta.CreateCache(ctx, store.Cache{
 		Name: spec.Name, Private: spec.Private, Priority: spec.Priority,
-		SecretKey: sec, PublicKey: pub,
+		SecretKey: sec, PublicKey: pub, Policy: spec.Policy,
 	})
 	if errors.Is(err, store.ErrExists) {
 		return store.Cache{}, &Error{Code: CodeConflict, Reason: ReasonCacheExists, Msg: fmt.Sprintf("cache %q already exists", spec.Name)}

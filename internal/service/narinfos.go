@@ -57,6 +57,8 @@ func (s *Service) PutNarInfo(ctx context.Context, c Cache, key nixkey.Key, body 
 	}
 	if created {
 		s.index.Add(c.entry.ID, key.Hash)
+	} else {
+		s.access.note(c.entry.ID, key.Hash) // pushed again: still in use
 	}
 	return created, nil
 }
@@ -163,6 +165,9 @@ func (s *Service) NarInfo(ctx context.Context, c Cache, hash string) ([]byte, er
 		return nil, errorf(CodeNotFound, "cache %s has no %s.narinfo", c.entry.Name, hash)
 	}
 	body, _, err := s.narInfo(ctx, c, hash)
+	if err == nil {
+		s.access.note(c.entry.ID, hash)
+	}
 	return body, err
 }
 

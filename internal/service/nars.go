@@ -180,11 +180,13 @@ func (s *Service) Nar(ctx context.Context, c Cache, key nixkey.Key) (store.Nar, 
 }
 
 // ReadNar opens the bytes of a NAR file returned by Nar, from offset for at
-// most length bytes (length < 0: to the end).
-func (s *Service) ReadNar(ctx context.Context, n store.Nar, offset, length int64) (io.ReadCloser, error) {
+// most length bytes (length < 0: to the end). It counts as a use of the
+// paths the file serves in the cache, for garbage collection.
+func (s *Service) ReadNar(ctx context.Context, c Cache, n store.Nar, offset, length int64) (io.ReadCloser, error) {
 	r, err := s.blobs.Get(ctx, n.BlobKey, offset, length)
 	if err != nil {
 		return nil, internal(err, "open blob of nar %s", n.FileHash)
 	}
+	s.access.noteNar(c.entry.ID, n.FileHash)
 	return r, nil
 }

@@ -40,6 +40,7 @@ type ObjectInfo struct {
 
 	inline  []byte // the body, for objects rendered in memory
 	blobKey string // where the body is, otherwise
+	read    func() // notes a read of the body, for garbage collection
 }
 
 // ObjectMeta is what an uploader says about an object.
@@ -62,13 +63,20 @@ func checkObjectKey(key string) error {
 }
 
 // StatObject describes the object under key.
-func (s *Service) StatObject(ctx context.Context, c Cache, key string) (ObjectInfo, error) {
+func (s *Service) StatObject(ctx context.Context, c Cache, key string) (_ ObjectInfo, err error) {
 	if err := checkObjectKey(key); err != nil {
 		return ObjectInfo{}, err
 	}
-	k, err := nixkey.Parse(key)
-	if err != nil {
+	k, perr := nixkey.Parse(key)
+	if perr != nil {
 		return s.plainObject(ctx, c, key)
+	}
+	if k.Kind == nixkey.NarInfo {
+		defer func() {
+			if err == nil {
+				s.access.note(c.entry.ID, k.Hash) // a read, for garbage collection
+			}
+		}()
 	}
 	if k.Kind == nixkey.CacheInfo || k.Kind == nixkey.NarInfo {
 		if o, err := s.meta.GetObject(ctx, c.entry.ID, key); err == nil {
@@ -99,8 +107,10 @@ func (s *Service) StatObject(ctx context.Context, c Cache, key string) (ObjectIn
 		if etag == "" { // recorded before larder kept MD5s
 			etag = n.FileHash
 		}
+		id := c.entry.ID
 		return ObjectInfo{Key: key, Size: n.FileSize, ETag: etag, Modified: n.CreatedAt,
-			ContentType: "application/x-nix-nar", blobKey: n.BlobKey}, nil
+			ContentType: "application/x-nix-nar", blobKey: n.BlobKey,
+			read: func() { s.access.noteNar(id, n.FileHash) }}, nil
 	default:
 		f, err := s.File(ctx, c, k)
 		if err != nil {
@@ -154,6 +164,9 @@ func (s *Service) ReadObject(ctx context.Context, o ObjectInfo, offset, length i
 	r, err := s.blobs.Get(ctx, o.blobKey, offset, length)
 	if err != nil {
 		return nil, internal(err, "open blob of %q", o.Key)
+	}
+	if o.read != nil {
+		o.read()
 	}
 	return r, nil
 }

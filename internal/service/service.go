@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/larder-cache/larder/internal/metrics"
 	"github.com/larder-cache/larder/internal/presence"
 	"github.com/larder-cache/larder/internal/store"
 )
@@ -44,6 +45,13 @@ type Options struct {
 	KeyHost string
 	// HeldTTL is how long a narinfo uploaded before its NAR waits for it.
 	HeldTTL time.Duration
+	// GCInterval is how often Run collects garbage; 0: never.
+	GCInterval time.Duration
+	// GCGrace is how long anything recently pushed, read or uploaded is
+	// kept whatever a cache's policy says; 0 means DefaultGCGrace.
+	GCGrace time.Duration
+	// Metrics records collections; nil records nothing.
+	Metrics *metrics.Metrics
 }
 
 // Service is the cache service. It is safe for concurrent use.
@@ -54,7 +62,11 @@ type Service struct {
 	limits  Limits
 	keyHost string
 	heldTTL time.Duration
+	gcEvery time.Duration
+	gcGrace time.Duration
 	index   *presence.Index
+	access  *tracker
+	metrics *metrics.Metrics
 
 	mu     sync.RWMutex
 	caches map[string]*cacheEntry // by name
@@ -80,7 +92,11 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 		limits:  opts.Limits,
 		keyHost: opts.KeyHost,
 		heldTTL: opts.HeldTTL,
+		gcEvery: opts.GCInterval,
+		gcGrace: opts.GCGrace,
 		index:   presence.New(),
+		access:  newTracker(),
+		metrics: opts.Metrics,
 		caches:  map[string]*cacheEntry{},
 	}
 	if s.keyHost == "" {
@@ -89,6 +105,9 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 	if s.heldTTL <= 0 {
 		s.heldTTL = time.Hour
 	}
+	if s.gcGrace <= 0 {
+		s.gcGrace = DefaultGCGrace
+	}
 	if err := s.Sync(ctx); err != nil {
 		return nil, err
 	}
@@ -96,13 +115,34 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 }
 
 // Run keeps the service in step with changes other processes make to the
-// stores (the CLI, other replicas), and drops narinfos held too long, until
-// ctx ends.
+// stores (the CLI, other replicas), drops narinfos held too long, records
+// reads and collects garbage every GCInterval, until ctx ends. A collection
+// runs beside the rest, which it does not hold up; Run returns once it has
+// stopped and the last reads are recorded.
 func (s *Service) Run(ctx context.Context, every time.Duration) {
+	var collecting sync.WaitGroup
+	busy := false
+	collected := make(chan struct{}, 1)
+	defer func() {
+		collecting.Wait()
+		flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := s.FlushAccess(flushCtx); err != nil {
+			s.log.Error("record the last reads", "err", err)
+		}
+	}()
 	t := time.NewTicker(every)
 	defer t.Stop()
 	housekeeping := time.NewTicker(time.Minute)
 	defer housekeeping.Stop()
+	flush := time.NewTicker(accessFlush)
+	defer flush.Stop()
+	var gc <-chan time.Time // nil, and so never ready, without an interval
+	if s.gcEvery > 0 {
+		t := time.NewTicker(s.gcEvery)
+		defer t.Stop()
+		gc = t.C
+	}
 	var changes <-chan struct{} // nil, and so never ready, without a notifier
 	if n, ok := s.meta.(store.ChangeNotifier); ok {
 		c, err := n.Changes(ctx)
@@ -124,10 +164,41 @@ func (s *Service) Run(ctx context.Context, every time.Duration) {
 		case <-housekeeping.C:
 			s.expireHeld(ctx, s.heldTTL)
 			continue
+		case <-flush.C:
+			if err := s.FlushAccess(ctx); err != nil && ctx.Err() == nil {
+				s.log.Error("record narinfo reads", "err", err)
+			}
+			continue
+		case <-gc:
+			if !busy {
+				busy = true
+				collecting.Add(1)
+				go func() {
+					defer collecting.Done()
+					s.collectPeriodically(ctx)
+					collected <- struct{}{}
+				}()
+			}
+			continue
+		case <-collected:
+			busy = false
+			continue
 		}
 		if err := s.Sync(ctx); err != nil && ctx.Err() == nil {
 			s.log.Error("sync with metadata store", "err", err)
 		}
+	}
+}
+
+// collectPeriodically runs the periodic collection, unless another process
+// is running one.
+func (s *Service) collectPeriodically(ctx context.Context) {
+	_, err := s.Collect(ctx, CollectOptions{})
+	switch {
+	case errors.Is(err, ErrCollecting):
+		s.log.Info("skipping the periodic collection: another is running")
+	case err != nil && ctx.Err() == nil:
+		s.log.Error("collect garbage", "err", err)
 	}
 }
 
