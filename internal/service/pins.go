@@ -42,6 +42,9 @@ func (s *Service) Pin(ctx context.Context, c Cache, spec PinSpec) (store.Pin, er
 	if spec.Rule.KeepRevisions < 0 || spec.Rule.KeepFor < 0 {
 		return store.Pin{}, errorf(CodeInvalid, "keep-revisions and keep-days must not be negative")
 	}
+	if spec.Rule.KeepRevisions > 0 && spec.Rule.KeepFor > 0 {
+		return store.Pin{}, errorf(CodeInvalid, "keep-revisions and keep-days exclude each other: give one")
+	}
 	if _, _, err := s.meta.GetNarInfo(ctx, c.entry.ID, hash); errors.Is(err, store.ErrNotFound) {
 		return store.Pin{}, errorf(CodeNotFound, "cache %s has no %s; push it first", c.entry.Name, spec.StorePath)
 	} else if err != nil {
