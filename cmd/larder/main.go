@@ -27,13 +27,18 @@ const usage = `larder: a Nix binary cache server
 Usage:
   larder serve [flags]                       run the server
   larder check-config [flags]                validate the configuration and exit
-  larder cache create NAME [--private] [--priority N]
+  larder cache create NAME [--private] [--priority N] [--retention 30d] [--max-size 50GiB]
+  larder cache update NAME [--retention 30d] [--max-size 50GiB]
   larder cache list
   larder cache delete NAME
   larder cache pubkey NAME                   print the cache's public key
   larder token create --cache NAME|'GLOB'|'*' --perm read|write|admin [--expires 30d] [--description TEXT] [--s3]
   larder token list
   larder token revoke ID
+  larder pin add CACHE STORE-PATH [--name N] [--keep-revisions K | --keep-days D]
+  larder pin list CACHE
+  larder pin remove CACHE NAME [--path STORE-PATH]
+  larder gc [--cache NAME] [--dry-run]        collect garbage now
   larder migrate                             apply pending metadata schema migrations
   larder migrate-data --from FROM.toml --to TO.toml
                                              copy an installation to other stores, verified
@@ -82,6 +87,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdCache(ctx, rest, stdout, stderr)
 	case "token":
 		return cmdToken(ctx, rest, stdout, stderr)
+	case "gc":
+		return cmdGC(ctx, rest, stdout, stderr)
+	case "pin":
+		return cmdPin(ctx, rest, stdout, stderr)
 	case "migrate":
 		return cmdMigrate(ctx, rest, stdout, stderr)
 	case "migrate-data":

@@ -42,14 +42,16 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Logger:      a.Log.With("component", "http"),
 		BodyTimeout: time.Duration(cfg.BodyTimeout),
 		PublicURL:   cfg.PublicURL,
+		Metrics:     a.Metrics,
 	})
 	s3 := s3api.New(a.Service, s3api.Options{
-		Logger: a.Log.With("component", "s3"),
-		Region: cfg.S3Region,
-		Domain: cfg.S3Domain,
+		Logger:  a.Log.With("component", "s3"),
+		Region:  cfg.S3Region,
+		Domain:  cfg.S3Domain,
+		Metrics: a.Metrics,
 	})
 	srv := &http.Server{
-		Handler:           frontEnds(nix, s3),
+		Handler:           frontEnds(nix, s3, a.Metrics.Handler()),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
@@ -86,11 +88,20 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return nil
 }
 
+// metricsPath is where the server serves its Prometheus metrics: under
+// /_larder/, which no cache name can take.
+const metricsPath = "/_larder/metrics"
+
 // frontEnds serves both protocols on one listener: a request signed for
-// S3 goes to the S3 API, anything else is the Nix binary cache protocol.
-// Path-style S3 keys and substituter URLs are the same strings.
-func frontEnds(nix, s3 http.Handler) http.Handler {
+// S3 goes to the S3 API, anything else is the Nix binary cache protocol,
+// but for the metrics. Path-style S3 keys and substituter URLs are the
+// same strings.
+func frontEnds(nix, s3, metrics http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == metricsPath && (r.Method == http.MethodGet || r.Method == http.MethodHead) && !s3api.Is(r) {
+			metrics.ServeHTTP(w, r)
+			return
+		}
 		if s3api.Is(r) {
 			s3.ServeHTTP(w, r)
 			return

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/larder-cache/larder/internal/config"
+	"github.com/larder-cache/larder/internal/metrics"
 	"github.com/larder-cache/larder/internal/service"
 	"github.com/larder-cache/larder/internal/store"
 )
@@ -29,6 +30,8 @@ type App struct {
 	Meta    store.MetaStore
 	Blobs   store.BlobStore
 	Service *service.Service
+	// Metrics are the server's; the service records collections in them.
+	Metrics *metrics.Metrics
 	// Initialised is set when Open set up a new installation: it created the
 	// cache main and wrote an admin token to Config.AdminTokenPath().
 	Initialised bool
@@ -54,17 +57,21 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error
 		return nil, err
 	}
 	m, b := stack(cfg, meta.MetaStore, blobs.BlobStore)
+	mx := metrics.New()
 	svc, err := service.New(ctx, service.Options{
-		Meta: m, Blobs: b, Logger: log.With("component", "service"),
-		Limits:  Limits(cfg),
-		KeyHost: keyHost(),
-		HeldTTL: time.Duration(cfg.HeldTTL),
+		Metrics: mx,
+		Meta:    m, Blobs: b, Logger: log.With("component", "service"),
+		Limits:     Limits(cfg),
+		KeyHost:    keyHost(),
+		HeldTTL:    time.Duration(cfg.HeldTTL),
+		GCInterval: time.Duration(cfg.GCInterval),
+		GCGrace:    time.Duration(cfg.GCGrace),
 	})
 	if err != nil {
 		meta.Close()
 		return nil, err
 	}
-	a := &App{Config: cfg, Log: log, Meta: m, Blobs: b, Service: svc, meta: meta, blobs: blobs}
+	a := &App{Config: cfg, Log: log, Meta: m, Blobs: b, Service: svc, Metrics: mx, meta: meta, blobs: blobs}
 	if err := a.initialise(ctx); err != nil {
 		meta.Close()
 		return nil, err

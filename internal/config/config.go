@@ -49,6 +49,9 @@ type Config struct {
 	SyncInterval    Duration `toml:"sync_interval" help:"how often the server picks up changes made by other processes"`
 	HeldTTL         Duration `toml:"held_narinfo_ttl" help:"how long a narinfo uploaded over S3 before its NAR waits for it"`
 
+	GCInterval Duration `toml:"gc_interval" help:"how often the server collects garbage (0s: never; larder gc runs one now)"`
+	GCGrace    Duration `toml:"gc_grace" help:"how long anything recently pushed, fetched or uploaded is kept whatever the policy"`
+
 	BlobConcurrency int `toml:"blob_concurrency" help:"most uploads, and most other calls, running against the blob store at once"`
 }
 
@@ -70,6 +73,8 @@ func Default() Config {
 		SyncInterval:          Duration(2 * time.Second),
 		HeldTTL:               Duration(time.Hour),
 		BlobConcurrency:       64,
+		GCInterval:            Duration(time.Hour),
+		GCGrace:               Duration(time.Hour),
 	}
 }
 
@@ -136,6 +141,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxDecompressionRatio < 0 {
 		bad("max_decompression_ratio: must not be negative")
+	}
+	if c.GCInterval < 0 || c.GCGrace <= 0 {
+		bad("gc_interval must not be negative and gc_grace must be positive")
 	}
 	if c.BodyTimeout <= 0 || c.ShutdownTimeout <= 0 || c.SyncInterval <= 0 || c.HeldTTL <= 0 {
 		bad("body_timeout, shutdown_timeout, sync_interval and held_narinfo_ttl must be positive")

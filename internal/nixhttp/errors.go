@@ -98,12 +98,14 @@ func requestID() string {
 	return hex.EncodeToString(b)
 }
 
-// logRequest writes the access log line of a request.
+// logRequest writes the access log line of a request and counts it in the
+// metrics.
 func (h *Handler) logRequest(r *http.Request, w *responseWriter, info *requestInfo, d time.Duration) {
 	st := w.status
 	if st == 0 {
 		st = http.StatusOK
 	}
+	h.opts.Metrics.Request("nix", info.kind, r.Method, st, d)
 	attrs := []slog.Attr{
 		slog.String("method", r.Method),
 		slog.String("cache", info.cache),

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/larder-cache/larder/internal/metrics"
 	"github.com/larder-cache/larder/internal/nixkey"
 	"github.com/larder-cache/larder/internal/service"
 	"github.com/larder-cache/larder/internal/store"
@@ -29,6 +30,8 @@ type Options struct {
 	BodyTimeout time.Duration
 	// PublicURL is the base URL shown on the index page.
 	PublicURL string
+	// Metrics counts requests; nil counts nothing.
+	Metrics *metrics.Metrics
 }
 
 // Handler serves the Nix binary cache protocol.
@@ -148,6 +151,10 @@ func (h *Handler) serveIndex(w http.ResponseWriter, r *http.Request) {
 // serveInternal answers larder's own endpoints under /_larder/.
 func (h *Handler) serveInternal(w http.ResponseWriter, r *http.Request, info *requestInfo) {
 	info.kind = "internal"
+	if strings.HasPrefix(r.URL.Path, apiPrefix) {
+		h.serveAPI(w, r, info)
+		return
+	}
 	switch r.URL.Path {
 	case "/_larder/health":
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")

@@ -125,7 +125,7 @@ func (h *Handler) serveNar(w http.ResponseWriter, r *http.Request, info *request
 		w.WriteHeader(status)
 		return
 	}
-	body, err := h.svc.ReadNar(r.Context(), n, off, length)
+	body, err := h.svc.ReadNar(r.Context(), c, n, off, length)
 	if err != nil {
 		h.writeError(w, r, info, err)
 		return

@@ -107,12 +107,14 @@ func requestID() string {
 	return hex.EncodeToString(b)
 }
 
-// logRequest writes the access log line of a request.
+// logRequest writes the access log line of a request and counts it in the
+// metrics.
 func (h *Handler) logRequest(q *request, d time.Duration) {
 	st := q.w.status
 	if st == 0 {
 		st = http.StatusOK
 	}
+	h.opts.Metrics.Request("s3", q.op, q.r.Method, st, d)
 	key := ""
 	if q.auth != nil {
 		key = q.auth.AccessKeyID

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/larder-cache/larder/internal/httpx"
+	"github.com/larder-cache/larder/internal/metrics"
 	"github.com/larder-cache/larder/internal/service"
 	"github.com/larder-cache/larder/internal/sigv4"
 	"github.com/larder-cache/larder/internal/store"
@@ -35,6 +36,8 @@ type Options struct {
 	// Domain, if set, enables virtual-host style requests: a request for
 	// host CACHE.Domain addresses the bucket CACHE.
 	Domain string
+	// Metrics counts requests; nil counts nothing.
+	Metrics *metrics.Metrics
 }
 
 // Handler serves the S3 API.

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/larder-cache/larder/internal/service"
+	"github.com/larder-cache/larder/internal/store"
+)
+
+// cmdGC runs a garbage collection now and prints what it removed (or, with
+// --dry-run, what it would remove).
+func cmdGC(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	c, err := newCommand("gc", args, stderr)
+	if err != nil {
+		return err
+	}
+	cache := c.fs.String("cache", "", "collect only this cache")
+	dryRun := c.fs.Bool("dry-run", false, "say what would be removed, remove nothing")
+	verbose := c.fs.Bool("verbose", false, "also list each narinfo removed (or that would be)")
+	pos, err := c.parse(args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 0 {
+		return fmt.Errorf("gc takes no arguments")
+	}
+	a, err := c.open(ctx, stderr)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	opts := service.CollectOptions{Cache: *cache, DryRun: *dryRun}
+	if isTerminal(stderr) {
+		opts.Progress = func(name string, done, total int) {
+			fmt.Fprintf(stderr, "\r\033[Kcollecting %s [%d/%d]", name, done+1, total)
+		}
+	}
+	verb := "removed"
+	if *dryRun {
+		verb = "would remove"
+	}
+	if *verbose {
+		opts.Removed = func(cache string, hashes []string) {
+			for _, h := range hashes {
+				fmt.Fprintf(stdout, "%s %s/%s.narinfo\n", verb, cache, h)
+			}
+		}
+	}
+	start := time.Now()
+	reports, err := a.Service.Collect(ctx, opts)
+	if opts.Progress != nil {
+		fmt.Fprint(stderr, "\r\033[K")
+	}
+	if errors.Is(err, service.ErrCollecting) {
+		return fmt.Errorf("%w; try again when it has finished", err)
+	}
+	if err != nil {
+		return userError(err)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "CACHE\tKEPT PATHS\tKEPT\t%s PATHS\t%s\tPINNED\tNOTES\n", upper(verb), upper(verb))
+	for _, r := range reports {
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%s\t%d\t%s\n", r.Cache, r.Result.KeptPaths, sizeText(r.Result.KeptBytes),
+			r.Result.RemovedPaths, sizeText(r.Result.RemovedBytes), r.PinnedPaths, notes(r))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	nars, bytes := 0, int64(0)
+	if len(reports) > 0 {
+		nars, bytes = reports[0].NarsDeleted, reports[0].BytesDeleted
+	}
+	if *dryRun {
+		verb += " up to"
+	}
+	fmt.Fprintf(stdout, "%s %d NAR files no cache uses (%s) in %s\n", verb, nars, sizeText(bytes), time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+func notes(r service.CollectReport) string {
+	var s string
+	add := func(format string, args ...any) {
+		if s != "" {
+			s += "; "
+		}
+		s += fmt.Sprintf(format, args...)
+	}
+	if r.Result.DroppedRoots > 0 {
+		add("%d roots dropped to fit %s", r.Result.DroppedRoots, sizeText(r.Policy.MaxSize))
+	}
+	if r.Result.OverQuota {
+		add("pins alone exceed max size")
+	}
+	if r.PinsExpired > 0 {
+		add("%d pin revisions expired", r.PinsExpired)
+	}
+	if r.Policy == (store.Policy{}) {
+		add("keeps everything (no policy)")
+	}
+	return s
+}
+
+func upper(s string) string {
+	if s == "removed" {
+		return "REMOVED"
+	}
+	return "WOULD REMOVE"
+}
+
+// isTerminal reports whether w is a terminal, for progress output.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
