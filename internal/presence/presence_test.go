@@ -3,6 +3,7 @@ package presence
 import (
 	"crypto/rand"
 	"fmt"
+	"runtime"
 	"testing"
 
 	"github.com/nix-community/go-nix/pkg/nixbase32"
@@ -76,5 +77,71 @@ func BenchmarkHas(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+func TestRemove(t *testing.T) {
+	x := New()
+	var hashes []string
+	for range 5000 {
+		h := randomHash()
+		hashes = append(hashes, h)
+		x.Add(7, h)
+		x.Add(7, h) // twice: still one
+	}
+	if x.Len(7) != len(hashes) {
+		t.Fatalf("len %d, want %d", x.Len(7), len(hashes))
+	}
+	for i, h := range hashes {
+		if i%2 == 0 {
+			x.Remove(7, h)
+		}
+	}
+	x.Remove(7, randomHash()) // never added
+	x.Remove(8, hashes[1])    // another cache
+	x.Remove(7, "not-a-hash")
+	for i, h := range hashes {
+		if got := x.Has(7, h); got != (i%2 == 1) {
+			t.Fatalf("hash %d: Has %v after removing the even ones", i, got)
+		}
+	}
+	if x.Len(7) != len(hashes)/2 {
+		t.Fatalf("len %d after removals, want %d", x.Len(7), len(hashes)/2)
+	}
+}
+
+// TestMemory: ten million hashes... would take too long to add here; a
+// million must stay within 8 bytes each of heap.
+func TestMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("adds a million hashes")
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	x := New()
+	const n = 1000000
+	for range n {
+		x.Add(1, randomHash())
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	per := float64(after.HeapAlloc-before.HeapAlloc) / n
+	t.Logf("%.1f bytes of heap per hash", per)
+	if per > 8 {
+		t.Fatalf("%.1f bytes of heap per hash, want at most 8", per)
+	}
+	runtime.KeepAlive(x)
+}
+
+func BenchmarkAdd(b *testing.B) {
+	hashes := make([]string, b.N)
+	for i := range hashes {
+		hashes[i] = randomHash()
+	}
+	x := New()
+	b.ResetTimer()
+	for i := range b.N {
+		x.Add(1, hashes[i])
 	}
 }

@@ -146,8 +146,10 @@ func (s *Service) collectCache(ctx context.Context, c store.Cache, opts CollectO
 				return nil
 			}
 			// Whatever the S3 API kept as written of a removed narinfo
-			// goes too.
+			// goes too, and the index forgets it (other replicas' indexes
+			// keep it until they restart, which costs them a lookup).
 			for _, h := range hashes {
+				s.index.Remove(c.ID, h)
 				if err := ignoreNotFound(s.meta.DeleteObject(ctx, c.ID, h+".narinfo")); err != nil {
 					return internal(err, "delete %s.narinfo", h)
 				}
