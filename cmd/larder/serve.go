@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"time"
 
@@ -55,6 +56,11 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
+	}
+	if cfg.DebugListen != "" {
+		if err := serveDebug(cfg.DebugListen, a); err != nil {
+			return err
+		}
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -150,5 +156,23 @@ To push, give Nix a token through a netrc file and copy a closure:
   printf 'machine %[4]s\nlogin larder\npassword %%s\n' "$(cat %[5]s)" > larder.netrc
   nix copy --netrc-file "$PWD/larder.netrc" --to '%[2]s/%[1]s' "$(nix-build '<nixpkgs>' -A hello)"
 `, first.Name, base, first.PublicKey, host, a.Config.AdminTokenPath())
+	return nil
+}
+
+// serveDebug serves Go's profiling endpoints on their own listener, apart
+// from the caches.
+func serveDebug(addr string, a *app.App) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("debug listen: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	a.Log.Warn("serving profiling endpoints", "listen", ln.Addr().String())
+	go func() { _ = http.Serve(ln, mux) }()
 	return nil
 }

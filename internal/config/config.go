@@ -12,6 +12,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/url"
 	"path/filepath"
@@ -53,6 +54,8 @@ type Config struct {
 	GCGrace    Duration `toml:"gc_grace" help:"how long anything recently pushed, fetched or uploaded is kept whatever the policy"`
 
 	BlobConcurrency int `toml:"blob_concurrency" help:"most uploads, and most other calls, running against the blob store at once"`
+
+	DebugListen string `toml:"debug_listen" help:"address for Go's profiling endpoints, /debug/pprof/ (empty: none; keep it on localhost)"`
 }
 
 // Default returns the configuration larder runs with when nothing is set.
@@ -139,8 +142,9 @@ func (c *Config) Validate() error {
 	if c.BlobConcurrency < 1 {
 		bad("blob_concurrency: must be at least 1")
 	}
-	if c.MaxDecompressionRatio < 0 {
-		bad("max_decompression_ratio: must not be negative")
+	if c.MaxDecompressionRatio < 0 || math.IsNaN(c.MaxDecompressionRatio) {
+		// NaN fails every comparison, so it would turn the check off.
+		bad("max_decompression_ratio: must be a number, not negative (0: no limit)")
 	}
 	if c.GCInterval < 0 || c.GCGrace <= 0 {
 		bad("gc_interval must not be negative and gc_grace must be positive")

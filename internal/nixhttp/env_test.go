@@ -29,7 +29,7 @@ import (
 // env is larder assembled as the server runs it (SQLite and a local blob
 // directory in a temporary data directory) behind an httptest server.
 type env struct {
-	t       *testing.T
+	t       testing.TB
 	app     *app.App
 	meta    store.MetaStore
 	blobs   store.BlobStore
@@ -39,7 +39,7 @@ type env struct {
 	logs    *logBuffer
 }
 
-func newEnv(t *testing.T, tweak ...func(*config.Config)) *env {
+func newEnv(t testing.TB, tweak ...func(*config.Config)) *env {
 	t.Helper()
 	cfg := config.Default()
 	cfg.Data = t.TempDir()
@@ -177,7 +177,7 @@ func extOf(method string) string {
 }
 
 // newPath makes a store path whose NAR holds one regular file with content.
-func newPath(t *testing.T, name string, content []byte, compression string) *path {
+func newPath(t testing.TB, name string, content []byte, compression string) *path {
 	t.Helper()
 	dir := t.TempDir()
 	f := filepath.Join(dir, "f")
@@ -200,7 +200,7 @@ func newPath(t *testing.T, name string, content []byte, compression string) *pat
 	}
 }
 
-func compress(t *testing.T, method string, data []byte) []byte {
+func compress(t testing.TB, method string, data []byte) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	switch method {

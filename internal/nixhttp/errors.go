@@ -106,6 +106,9 @@ func (h *Handler) logRequest(r *http.Request, w *responseWriter, info *requestIn
 		st = http.StatusOK
 	}
 	h.opts.Metrics.Request("nix", info.kind, r.Method, st, d)
+	if !h.log.Enabled(r.Context(), slog.LevelInfo) {
+		return // spare building the line
+	}
 	attrs := []slog.Attr{
 		slog.String("method", r.Method),
 		slog.String("cache", info.cache),

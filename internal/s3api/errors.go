@@ -115,6 +115,9 @@ func (h *Handler) logRequest(q *request, d time.Duration) {
 		st = http.StatusOK
 	}
 	h.opts.Metrics.Request("s3", q.op, q.r.Method, st, d)
+	if !h.log.Enabled(q.r.Context(), slog.LevelInfo) {
+		return // spare building the line
+	}
 	key := ""
 	if q.auth != nil {
 		key = q.auth.AccessKeyID

@@ -150,6 +150,7 @@ func (s *Service) collectCache(ctx context.Context, c store.Cache, opts CollectO
 			// keep it until they restart, which costs them a lookup).
 			for _, h := range hashes {
 				s.index.Remove(c.ID, h)
+				s.rendered.forget(c.ID, h)
 				if err := ignoreNotFound(s.meta.DeleteObject(ctx, c.ID, h+".narinfo")); err != nil {
 					return internal(err, "delete %s.narinfo", h)
 				}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/larder-cache/larder/internal/compression"
 	"github.com/larder-cache/larder/internal/narinfo"
@@ -55,6 +56,7 @@ func (s *Service) PutNarInfo(ctx context.Context, c Cache, key nixkey.Key, body 
 		}
 		return false, internal(err, "store %s", key)
 	}
+	s.rendered.forget(c.entry.ID, key.Hash)
 	if created {
 		s.index.Add(c.entry.ID, key.Hash)
 	} else {
@@ -164,8 +166,14 @@ func (s *Service) NarInfo(ctx context.Context, c Cache, hash string) ([]byte, er
 	if !s.index.Has(c.entry.ID, hash) {
 		return nil, errorf(CodeNotFound, "cache %s has no %s.narinfo", c.entry.Name, hash)
 	}
+	now := time.Now()
+	if body, ok := s.rendered.get(c.entry.ID, hash, c.entry.SecretKey, now); ok {
+		s.access.note(c.entry.ID, hash)
+		return body, nil
+	}
 	body, _, err := s.narInfo(ctx, c, hash)
 	if err == nil {
+		s.rendered.put(c.entry.ID, hash, c.entry.SecretKey, body, now)
 		s.access.note(c.entry.ID, hash)
 	}
 	return body, err

@@ -393,6 +393,7 @@ func (s *Service) DeleteObject(ctx context.Context, c Cache, key string) error {
 // the narinfo, a held upload of it, and the copy kept as written.
 func (s *Service) forgetNarInfo(ctx context.Context, c Cache, hash string) error {
 	id := c.entry.ID
+	defer s.rendered.forget(id, hash)
 	err := errors.Join(
 		s.meta.ReleaseHeld(ctx, id, hash),
 		ignoreNotFound(s.meta.DeleteNarInfo(ctx, id, hash)),

@@ -66,7 +66,10 @@ type Service struct {
 	gcGrace time.Duration
 	index   *presence.Index
 	access  *tracker
-	metrics *metrics.Metrics
+	// rendered keeps narinfos as recently served; whatever changes or
+	// removes a narinfo must forget its rendering.
+	rendered *renderCache
+	metrics  *metrics.Metrics
 
 	mu     sync.RWMutex
 	caches map[string]*cacheEntry // by name
@@ -86,18 +89,19 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Service{
-		meta:    opts.Meta,
-		blobs:   opts.Blobs,
-		log:     log,
-		limits:  opts.Limits,
-		keyHost: opts.KeyHost,
-		heldTTL: opts.HeldTTL,
-		gcEvery: opts.GCInterval,
-		gcGrace: opts.GCGrace,
-		index:   presence.New(),
-		access:  newTracker(),
-		metrics: opts.Metrics,
-		caches:  map[string]*cacheEntry{},
+		meta:     opts.Meta,
+		blobs:    opts.Blobs,
+		log:      log,
+		limits:   opts.Limits,
+		keyHost:  opts.KeyHost,
+		heldTTL:  opts.HeldTTL,
+		gcEvery:  opts.GCInterval,
+		gcGrace:  opts.GCGrace,
+		index:    presence.New(),
+		access:   newTracker(),
+		rendered: newRenderCache(),
+		metrics:  opts.Metrics,
+		caches:   map[string]*cacheEntry{},
 	}
 	if s.keyHost == "" {
 		s.keyHost = "larder"
@@ -218,6 +222,7 @@ func (s *Service) Sync(ctx context.Context) error {
 		}
 		for _, k := range keys {
 			s.index.Add(k.CacheID, k.Hash)
+			s.rendered.forget(k.CacheID, k.Hash) // changed by another process
 			s.lastSeq = k.Seq
 		}
 		if len(keys) < page {
@@ -245,6 +250,7 @@ func (s *Service) reloadCaches(ctx context.Context) error {
 	for name, old := range s.caches {
 		if e, ok := next[name]; !ok || e.ID != old.ID {
 			s.index.DropCache(old.ID)
+			s.rendered.dropCache(old.ID)
 		}
 	}
 	s.caches = next

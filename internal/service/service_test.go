@@ -136,8 +136,8 @@ func TestMissesStayInMemory(t *testing.T) {
 }
 
 // TestOtherProcessChanges checks that caches and narinfos another process
-// writes to the same database are seen: a new cache at once, narinfos after
-// Sync.
+// writes to the same database are seen: a new cache at once, narinfos and
+// a deleted cache after Sync.
 func TestOtherProcessChanges(t *testing.T) {
 	dir := t.TempDir()
 	open := func() *service.Service {
@@ -161,6 +161,11 @@ func TestOtherProcessChanges(t *testing.T) {
 		t.Fatalf("narinfo pushed through another process not served after Sync: %v", err)
 	}
 	if err := cli.DeleteCache(t.Context(), "fresh"); err != nil {
+		t.Fatal(err)
+	}
+	// Narinfos are served from memory for a moment after they were last
+	// rendered: the deletion shows at the next Sync.
+	if err := server.Sync(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := server.NarInfo(t.Context(), c, hash); service.CodeOf(err) != service.CodeNotFound {
