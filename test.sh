@@ -43,7 +43,7 @@ export LARDER_REQUIRE_NIX=1 LARDER_REQUIRE_S3_CLIENTS=1 LARDER_REQUIRE_POSTGRES=
 unset AWS_CA_BUNDLE
 export CGO_ENABLED=0
 
-unformatted=$(gofmt -l cmd internal e2e 2>/dev/null || true)
+unformatted=$(gofmt -l cmd internal e2e bench 2>/dev/null || true)
 if [ -n "$unformatted" ]; then
   echo "test.sh: gofmt would change:" >&2
   echo "$unformatted" >&2

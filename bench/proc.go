@@ -1,0 +1,205 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// sh runs a command, with env added to the environment, and returns its
+// error with its output.
+func sh(ctx context.Context, env []string, args ...string) error {
+	_, err := output(ctx, env, args...)
+	return err
+}
+
+// output runs a command and returns its standard output.
+func output(ctx context.Context, env []string, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
+	cmd.Env = append(os.Environ(), env...)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	if err := cmd.Run(); err != nil {
+		return o.String(), fmt.Errorf("%s: %w\n%s", strings.Join(args, " "), err, tail(e.String(), 20))
+	}
+	return o.String(), nil
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// freeAddr returns a free 127.0.0.1 address.
+func freeAddr() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// proc is a server process the benchmark started.
+type proc struct {
+	name string
+	URL  string
+	cmd  *exec.Cmd
+	log  *bytes.Buffer
+}
+
+// start starts a server and waits until GET of health answers 2xx, and
+// returns it with the time that took.
+func start(ctx context.Context, name, url, health string, env []string, args ...string) (*proc, time.Duration, error) {
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Env = append(os.Environ(), env...)
+	var log bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &log, &log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	began := time.Now()
+	if err := cmd.Start(); err != nil {
+		return nil, 0, fmt.Errorf("start %s: %w", name, err)
+	}
+	p := &proc{name: name, URL: url, cmd: cmd, log: &log}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	deadline := time.Now().Add(10 * time.Minute)
+	for {
+		resp, err := http.Get(url + health)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode < 300 {
+				return p, time.Since(began), nil
+			}
+		}
+		select {
+		case <-exited:
+			return nil, 0, fmt.Errorf("%s exited:\n%s", name, tail(log.String(), 20))
+		case <-ctx.Done():
+			p.stop()
+			return nil, 0, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			p.stop()
+			return nil, 0, fmt.Errorf("%s did not answer %s", name, health)
+		}
+	}
+}
+
+// stop ends the process and its children.
+func (p *proc) stop() {
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		for p.cmd.ProcessState == nil {
+			time.Sleep(10 * time.Millisecond)
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	}
+}
+
+// rss returns the resident memory of the process, in bytes.
+func (p *proc) rss() int64 { return rssOf(p.cmd.Process.Pid) }
+
+// peakRSS returns the process's peak resident memory, in bytes.
+func (p *proc) peakRSS() int64 { return statusField(p.cmd.Process.Pid, "VmHWM:") }
+
+func rssOf(pid int) int64 { return statusField(pid, "VmRSS:") }
+
+func statusField(pid int, field string) int64 {
+	f, err := os.Open(filepath.Join("/proc", strconv.Itoa(pid), "status"))
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		if rest, ok := strings.CutPrefix(s.Text(), field); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// larder is a larder server on a data directory.
+type larder struct {
+	*proc
+	bin, data string
+	admin     string
+	debug     string // address of its profiling endpoints, if any
+}
+
+// startLarder starts larder serve on data, logging only warnings (nginx
+// runs without an access log too), and returns it with its start-up time.
+func startLarder(ctx context.Context, bin, data string, extra ...string) (*larder, time.Duration, error) {
+	addr := freeAddr()
+	args := append([]string{bin, "serve", "--data", data, "--listen", addr, "--log-level", "warn"}, extra...)
+	p, took, err := start(ctx, "larder", "http://"+addr, "/_larder/health", nil, args...)
+	if err != nil {
+		return nil, 0, err
+	}
+	tok, err := os.ReadFile(filepath.Join(data, "admin-token"))
+	if err != nil {
+		p.stop()
+		return nil, 0, err
+	}
+	return &larder{proc: p, bin: bin, data: data, admin: strings.TrimSpace(string(tok))}, took, nil
+}
+
+// cli runs a larder command on the server's data directory.
+func (l *larder) cli(ctx context.Context, args ...string) (string, error) {
+	return output(ctx, nil, append(append([]string{l.bin}, args...), "--data", l.data)...)
+}
+
+// larderCLI runs a larder command on a data directory with no server.
+func larderCLI(ctx context.Context, bin, data string, args ...string) (string, error) {
+	return output(ctx, nil, append(append([]string{bin}, args...), "--data", data)...)
+}
+
+// profile takes a CPU profile of the server for most of d, if it serves
+// profiling endpoints, into dir/name.pprof; the returned function waits
+// for it.
+func (l *larder) profile(ctx context.Context, dir, name string, d time.Duration) func() {
+	if l.debug == "" || dir == "" {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		secs := max(1, int(d.Seconds())-1)
+		resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", l.debug, secs))
+		if err != nil {
+			fmt.Println("profile:", err)
+			return
+		}
+		defer resp.Body.Close()
+		_ = os.MkdirAll(dir, 0o755)
+		f, err := os.Create(filepath.Join(dir, name+".pprof"))
+		if err == nil {
+			_, _ = io.Copy(f, resp.Body)
+			f.Close()
+		}
+	}()
+	return func() { <-done }
+}
