@@ -70,6 +70,9 @@ func (r *report) note(format string, args ...any) {
 
 // table renders the ratio table.
 func (r *report) table() string {
+	if len(r.rows) == 0 {
+		return ""
+	}
 	var b strings.Builder
 	b.WriteString("| measure | larder | reference | ratio larder ÷ reference | target |\n|---|---|---|---|---|\n")
 	for _, x := range r.rows {
