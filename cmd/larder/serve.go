@@ -46,10 +46,11 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Metrics:     a.Metrics,
 	})
 	s3 := s3api.New(a.Service, s3api.Options{
-		Logger:  a.Log.With("component", "s3"),
-		Region:  cfg.S3Region,
-		Domain:  cfg.S3Domain,
-		Metrics: a.Metrics,
+		Logger:      a.Log.With("component", "s3"),
+		Region:      cfg.S3Region,
+		Domain:      cfg.S3Domain,
+		Metrics:     a.Metrics,
+		BodyTimeout: time.Duration(cfg.BodyTimeout),
 	})
 	srv := &http.Server{
 		Handler:           frontEnds(nix, s3, a.Metrics.Handler()),
@@ -63,8 +64,14 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go a.Run(runCtx)
+	ran := make(chan struct{})
+	go func() {
+		defer close(ran)
+		a.Run(runCtx)
+	}()
+	// Stopped before the stores close (a.Close, deferred above), so that
+	// the reads recorded since the last flush are written.
+	defer func() { cancel(); <-ran }()
 
 	if err := printWelcome(ctx, stdout, a); err != nil {
 		return err

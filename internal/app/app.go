@@ -185,7 +185,12 @@ func (a *App) reclaim(ctx context.Context, olderThan time.Duration) error {
 // service in step with other processes (woken at once by stores that
 // notify) and reclaims the leftovers of uploads a crash interrupted.
 func (a *App) Run(ctx context.Context) {
-	go a.Service.Run(ctx, time.Duration(a.Config.SyncInterval))
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		a.Service.Run(ctx, time.Duration(a.Config.SyncInterval))
+	}()
+	defer func() { <-served }() // its last flush of reads needs the stores open
 	t := time.NewTicker(10 * time.Minute)
 	defer t.Stop()
 	for {
