@@ -3,6 +3,7 @@ package config
 import (
 	"flag"
 	"fmt"
+	"math"
 	"reflect"
 	"strconv"
 	"strings"
@@ -144,7 +145,7 @@ func (b *ByteSize) UnmarshalText(text []byte) error {
 		}
 	}
 	x, err := strconv.ParseFloat(s, 64)
-	if err != nil || x < 0 || x*mult > 1<<62 {
+	if err != nil || math.IsNaN(x) || x < 0 || x*mult > 1<<62 {
 		return fmt.Errorf("%q is not a size such as 512, 64KiB or 2GiB", string(text))
 	}
 	*b = ByteSize(x * mult)

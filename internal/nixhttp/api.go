@@ -73,6 +73,12 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func (h *Handler) apiCaches(w http.ResponseWriter, r *http.Request, info *requestInfo, p *service.Principal) {
+	if p == service.Anonymous {
+		// Like every other call of the API: no credential, no answer (not
+		// an empty list that looks like "you administer nothing").
+		h.writeError(w, r, info, &service.Error{Code: service.CodeUnauthenticated, Msg: "a token is needed to list caches"})
+		return
+	}
 	caches, err := h.svc.ListCaches(r.Context())
 	if err != nil {
 		h.writeError(w, r, info, err)

@@ -38,6 +38,9 @@ type Options struct {
 	Domain string
 	// Metrics counts requests; nil counts nothing.
 	Metrics *metrics.Metrics
+	// BodyTimeout is how long an upload may send nothing before it is
+	// abandoned (RequestTimeout); 0 means a minute.
+	BodyTimeout time.Duration
 }
 
 // Handler serves the S3 API.
@@ -51,6 +54,9 @@ type Handler struct {
 func New(svc *service.Service, opts Options) *Handler {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.BodyTimeout <= 0 {
+		opts.BodyTimeout = time.Minute
 	}
 	return &Handler{svc: svc, log: opts.Logger, opts: opts}
 }
@@ -85,6 +91,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q.bucket, q.key = h.address(r)
+	if r.Body != nil && r.Body != http.NoBody {
+		// A client that stops sending is abandoned, as on the Nix protocol:
+		// reading fails with os.ErrDeadlineExceeded (RequestTimeout).
+		r.Body = &idleBody{ReadCloser: r.Body, rc: http.NewResponseController(q.w), timeout: h.opts.BodyTimeout}
+	}
 	auth, err := sigv4.Verify(r.Context(), r, h.lookup, sigv4.Options{Region: h.opts.Region, Service: "s3"})
 	if err != nil {
 		h.fail(q, err)
@@ -98,6 +109,19 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.route(q)
+}
+
+// idleBody is a request body whose every read must make progress within
+// timeout.
+type idleBody struct {
+	io.ReadCloser
+	rc      *http.ResponseController
+	timeout time.Duration
+}
+
+func (b *idleBody) Read(p []byte) (int, error) {
+	_ = b.rc.SetReadDeadline(time.Now().Add(b.timeout))
+	return b.ReadCloser.Read(p)
 }
 
 // lookup gives sigv4 the secret of an access key.

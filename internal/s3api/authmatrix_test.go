@@ -1,0 +1,228 @@
+package s3api_test
+
+import (
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/larder-cache/larder/internal/service"
+	"github.com/larder-cache/larder/internal/store"
+)
+
+// The credentials of the S3 auth matrix. Each is wrong in one way only: the
+// wrong secret, expired and revoked keys are admin keys of the bucket
+// addressed, the other cache's key is an admin key of another cache. none
+// is an unsigned request, as an anonymous S3 client sends it: larder takes
+// every unsigned request for the Nix protocol, which refuses it too.
+var s3MatrixCredentials = []string{"none", "wrong-secret", "unknown-key", "expired", "revoked", "read-only", "other-cache"}
+
+// s3MatrixCreds makes the credentials of the matrix for a scope.
+func s3MatrixCreds(t *testing.T, e *env, scope string) map[string]cred {
+	t.Helper()
+	ctx := t.Context()
+	key := func(perm store.Perm, expires time.Duration) (cred, int64) {
+		text, tok, err := e.app.Service.CreateToken(ctx, service.TokenSpec{Cache: scope, Perm: perm, ExpiresIn: expires, S3: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, secret, _ := strings.Cut(text, " ")
+		return cred{id: id, secret: secret}, tok.ID
+	}
+	admin, _ := key(store.PermAdmin, 0)
+	revoked, id := key(store.PermAdmin, 0)
+	if err := e.app.Service.RevokeToken(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	// Expired the moment it is made: the expiry is rounded down to the
+	// second.
+	expired, _ := key(store.PermAdmin, time.Nanosecond)
+	readOnly, _ := key(store.PermRead, 0)
+	return map[string]cred{
+		"wrong-secret": {id: admin.id, secret: "wrong" + admin.secret},
+		"unknown-key":  {id: "LRDUNKNOWNKEY00000", secret: admin.secret},
+		"expired":      expired,
+		"revoked":      revoked,
+		"read-only":    readOnly,
+		"other-cache":  e.key("other", store.PermAdmin),
+	}
+}
+
+// s3MatrixEndpoint is a row of the matrix.
+type s3MatrixEndpoint struct {
+	name   string
+	q      raw
+	scope  string // whose credentials are used
+	need   store.Perm
+	anon   int    // the Nix protocol's answer to the request unsigned
+	anonIs string // part of that answer
+	ok     int    // the answer to a credential that may: read-only for reads, admin for the rest
+}
+
+// TestS3AuthMatrix sends every S3 operation that writes, or reads a private
+// cache or an upload in progress, with every kind of bad credential: each is
+// refused (InvalidAccessKeyId, SignatureDoesNotMatch or AccessDenied; the
+// unsigned request by the Nix protocol) and nothing changes. Finally each
+// is sent with a credential that may, so that every row is known to be an
+// operation that works.
+func TestS3AuthMatrix(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	for _, name := range []string{"secret", "other", "doomed"} {
+		e.createCache(name, name == "secret")
+	}
+	put := func(bucket, key string, body []byte) {
+		t.Helper()
+		resp, b := e.do(e.admin, raw{method: "PUT", target: "/" + bucket + "/" + key, body: body})
+		expectStatus(t, resp, b, http.StatusOK)
+	}
+	put("main", "matrix/existing", []byte("existing"))
+	put("main", "matrix/other", []byte("other"))
+	put("secret", "matrix/private", []byte("private"))
+	stored := newStorePath(t, "stored", []byte("stored"), "xz")
+	for _, bucket := range []string{"main", "secret"} {
+		put(bucket, stored.narKey(), stored.file)
+		put(bucket, stored.narinfoKey(), []byte(stored.narinfo()))
+	}
+	fresh := newStorePath(t, "fresh", []byte("fresh"), "xz")
+	u1, etag := e.createUpload(e.admin, "main", "matrix/mp", []byte("part one"))
+	u2, _ := e.createUpload(e.admin, "main", "matrix/mp2", []byte("part one"))
+	complete := []byte("<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>" + etag + "</ETag></Part></CompleteMultipartUpload>")
+	creds := map[string]map[string]cred{}
+	for _, scope := range []string{"main", "secret", "new*", "doomed"} {
+		creds[scope] = s3MatrixCreds(t, e, scope)
+	}
+
+	const notNix = "is not a binary cache file"
+	const r, w, a = store.PermRead, store.PermWrite, store.PermAdmin
+	endpoints := []s3MatrixEndpoint{
+		// Writes, in an order in which the controls succeed.
+		{"PutObject", raw{method: "PUT", target: "/main/matrix/new", body: []byte("new")}, "main", w, 400, notNix, 200},
+		{"PutObject-nar", raw{method: "PUT", target: "/main/" + fresh.narKey(), body: fresh.file}, "main", w, 401, "a token is needed to write to cache main", 200},
+		{"PutObject-narinfo", raw{method: "PUT", target: "/main/" + fresh.narinfoKey(), body: []byte(fresh.narinfo())}, "main", w, 401, "a token is needed to write to cache main", 200},
+		{"CopyObject", raw{method: "PUT", target: "/main/matrix/copy", hdr: []string{"X-Amz-Copy-Source", "main/matrix/existing"}}, "main", w, 400, notNix, 200},
+		{"PutObjectAcl", raw{method: "PUT", target: "/main/matrix/existing?acl", body: []byte("<AccessControlPolicy/>")}, "main", w, 400, notNix, 200},
+		{"UploadPart", raw{method: "PUT", target: "/main/matrix/mp?partNumber=2&uploadId=" + u1, body: []byte("part two")}, "main", w, 400, notNix, 200},
+		{"ListParts", raw{method: "GET", target: "/main/matrix/mp?uploadId=" + u1}, "main", w, 400, notNix, 200},
+		{"ListMultipartUploads", raw{method: "GET", target: "/main?uploads"}, "main", w, 400, notNix, 200},
+		{"CompleteMultipartUpload", raw{method: "POST", target: "/main/matrix/mp?uploadId=" + u1, body: complete}, "main", w, 400, notNix, 200},
+		{"AbortMultipartUpload", raw{method: "DELETE", target: "/main/matrix/mp2?uploadId=" + u2}, "main", w, 400, notNix, 204},
+		{"CreateMultipartUpload", raw{method: "POST", target: "/main/matrix/mp3?uploads"}, "main", w, 400, notNix, 200},
+		{"DeleteObject", raw{method: "DELETE", target: "/main/matrix/existing"}, "main", w, 400, notNix, 204},
+		{"DeleteObject-narinfo", raw{method: "DELETE", target: "/main/" + stored.narinfoKey()}, "main", w, 405, "DELETE is not supported", 204},
+		{"DeleteObjects", raw{method: "POST", target: "/main?delete", body: []byte("<Delete><Object><Key>matrix/other</Key></Object></Delete>")}, "main", w, 400, notNix, 200},
+		{"CreateBucket", raw{method: "PUT", target: "/newbucket"}, "new*", a, 400, notNix, 200},
+		{"DeleteBucket", raw{method: "DELETE", target: "/doomed"}, "doomed", a, 400, notNix, 204},
+		// Reads of the private cache.
+		{"GetObject", raw{method: "GET", target: "/secret/matrix/private"}, "secret", r, 400, notNix, 200},
+		{"HeadObject", raw{method: "HEAD", target: "/secret/matrix/private"}, "secret", r, 400, "", 200},
+		{"GetObject-narinfo", raw{method: "GET", target: "/secret/" + stored.narinfoKey()}, "secret", r, 401, "a token is needed to read cache secret", 200},
+		{"GetObject-nar", raw{method: "GET", target: "/secret/" + stored.narKey()}, "secret", r, 401, "a token is needed to read cache secret", 200},
+		{"HeadObject-nar", raw{method: "HEAD", target: "/secret/" + stored.narKey()}, "secret", r, 401, "", 200},
+		{"GetObject-missing", raw{method: "GET", target: "/secret/matrix/absent"}, "secret", r, 400, notNix, 404},
+		{"ListObjectsV2", raw{method: "GET", target: "/secret?list-type=2"}, "secret", r, 400, notNix, 200},
+		{"ListObjects", raw{method: "GET", target: "/secret"}, "secret", r, 400, notNix, 200},
+		{"ListObjectVersions", raw{method: "GET", target: "/secret?versions"}, "secret", r, 400, notNix, 200},
+		{"HeadBucket", raw{method: "HEAD", target: "/secret"}, "secret", r, 400, "", 200},
+		{"GetBucketLocation", raw{method: "GET", target: "/secret?location"}, "secret", r, 400, notNix, 200},
+		{"GetObjectAcl", raw{method: "GET", target: "/secret/matrix/private?acl"}, "secret", r, 400, notNix, 200},
+	}
+	cacheNames := func() []string {
+		caches, err := e.app.Service.ListCaches(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, c := range caches {
+			names = append(names, c.Name)
+		}
+		return names
+	}
+	before, beforeCaches := e.snapshot(), cacheNames()
+	cells := 0
+	for _, ep := range endpoints {
+		for _, credName := range s3MatrixCredentials {
+			cells++
+			t.Run(ep.name+"/"+credName, func(t *testing.T) {
+				checkS3MatrixCell(t, e, ep, credName, creds[ep.scope])
+				e.unchangedFor(t, before)
+				if got := cacheNames(); !slices.Equal(got, beforeCaches) {
+					t.Fatalf("the caches changed: %v, before %v", got, beforeCaches)
+				}
+			})
+		}
+	}
+	if want := len(endpoints) * len(s3MatrixCredentials); cells != want || cells < 150 {
+		t.Fatalf("the matrix has %d cells, want %d", cells, want)
+	}
+
+	// The controls: a credential that may gets the operation's answer.
+	for _, ep := range endpoints {
+		c := e.admin
+		if ep.need == r {
+			c = creds[ep.scope]["read-only"]
+		}
+		if resp, b := e.do(c, ep.q); resp.StatusCode != ep.ok {
+			t.Errorf("control %s: %d %s, want %d", ep.name, resp.StatusCode, b, ep.ok)
+		}
+	}
+	if got := cacheNames(); !slices.Contains(got, "newbucket") || slices.Contains(got, "doomed") {
+		t.Errorf("after the controls the caches are %v", got)
+	}
+}
+
+// checkS3MatrixCell sends an endpoint's request with a credential and
+// checks the refusal.
+func checkS3MatrixCell(t *testing.T, e *env, ep s3MatrixEndpoint, credName string, creds map[string]cred) {
+	t.Helper()
+	if credName == "none" {
+		q := ep.q
+		req, err := http.NewRequest(q.method, e.srv.URL+q.target, strings.NewReader(string(q.body)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i+1 < len(q.hdr); i += 2 {
+			req.Header.Set(q.hdr[i], q.hdr[i+1])
+		}
+		resp, b := e.send(nil, req)
+		if resp.StatusCode != ep.anon || !strings.Contains(string(b), ep.anonIs) {
+			t.Fatalf("unsigned: %d %q, want %d %q", resp.StatusCode, b, ep.anon, ep.anonIs)
+		}
+		if resp.Header.Get("x-amz-request-id") != "" {
+			t.Error("an unsigned request was answered by the S3 API")
+		}
+		return
+	}
+	resp, b := e.do(creds[credName], ep.q)
+	var status int
+	var code, says string
+	switch credName {
+	case "wrong-secret":
+		status, code = 403, "SignatureDoesNotMatch"
+	case "unknown-key", "expired", "revoked":
+		status, code = 403, "InvalidAccessKeyId"
+	case "read-only":
+		switch ep.need {
+		case store.PermRead:
+			// The credential that may: the control of the column.
+			if resp.StatusCode != ep.ok {
+				t.Fatalf("%d %s, want %d: a read key may read", resp.StatusCode, b, ep.ok)
+			}
+			return
+		case store.PermWrite:
+			status, code, says = 403, "AccessDenied", "the credential allows read, but writing to cache main needs write"
+		default:
+			status, code, says = 403, "AccessDenied", "needs an admin credential whose scope covers it"
+		}
+	case "other-cache":
+		status, code, says = 403, "AccessDenied", "the credential is for cache other"
+		if ep.need == store.PermAdmin {
+			says = "needs an admin credential whose scope covers it"
+		}
+	}
+	msg := expectError(t, resp, b, status, code)
+	if ep.q.method != http.MethodHead && !strings.Contains(msg, says) {
+		t.Errorf("message %q does not say %q", msg, says)
+	}
+}
