@@ -89,10 +89,14 @@ func buildDataset(ctx context.Context, o options, n *nixEnv) (*dataset, error) {
 	var b strings.Builder
 	seed := fmt.Sprint(time.Now().UnixNano())
 	b.WriteString("let\n  sys = builtins.currentSystem;\n")
+	// The file lists go to the builder in a file (passAsFile): thousands of
+	// names are too long for its command line.
 	b.WriteString("  pkg = name: files: deps: derivation { name = \"${name}-" + seed + "\"; system = sys; builder = \"/bin/sh\";\n")
-	b.WriteString("    args = [ \"-c\" \"/usr/bin/mkdir -p $out; n=0; for f in ${toString files}; do n=$((n+1)); /usr/bin/cp $f $out/$n-$(/usr/bin/basename $f); done; echo ${toString deps} > $out/deps\" ]; };\n")
+	b.WriteString("    inherit files; passAsFile = [ \"files\" ];\n")
+	b.WriteString("    args = [ \"-c\" \"/usr/bin/mkdir -p $out; n=0; for f in $(/usr/bin/cat $filesPath); do n=$((n+1)); /usr/bin/cp $f $out/$n-$(/usr/bin/basename $f); done; echo ${toString deps} > $out/deps\" ]; };\n")
 	b.WriteString("  cut = name: size: files: derivation { name = \"${name}-" + seed + "\"; system = sys; builder = \"/bin/sh\";\n")
-	b.WriteString("    args = [ \"-c\" \"/usr/bin/cat ${toString files} | /usr/bin/head -c ${toString size} > $out\" ]; };\n")
+	b.WriteString("    inherit files; passAsFile = [ \"files\" ];\n")
+	b.WriteString("    args = [ \"-c\" \"/usr/bin/cat $(/usr/bin/cat $filesPath) | /usr/bin/head -c ${toString size} > $out\" ]; };\n")
 	b.WriteString("  rand = name: size: derivation { name = \"${name}-" + seed + "\"; system = sys; builder = \"/bin/sh\";\n")
 	b.WriteString("    args = [ \"-c\" \"/usr/bin/head -c ${toString size} /dev/urandom > $out\" ]; };\n")
 	i := 0
@@ -134,7 +138,11 @@ func buildDataset(ctx context.Context, o options, n *nixEnv) (*dataset, error) {
 		b.WriteString(" " + name)
 	}
 	b.WriteString("; }\n")
-	out, err := n.run(ctx, "nix-build", "--no-out-link", "-E", b.String())
+	expr := filepath.Join(o.work, "dataset.nix") // too long for a command line in full mode
+	if err := os.WriteFile(expr, []byte(b.String()), 0o644); err != nil {
+		return nil, err
+	}
+	out, err := n.run(ctx, "nix-build", "--no-out-link", expr)
 	if err != nil {
 		return nil, err
 	}

@@ -31,7 +31,11 @@ func output(ctx context.Context, env []string, args ...string) (string, error) {
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
 	if err := cmd.Run(); err != nil {
-		return o.String(), fmt.Errorf("%s: %w\n%s", strings.Join(args, " "), err, tail(e.String(), 20))
+		cmdline := strings.Join(args, " ")
+		if len(cmdline) > 300 {
+			cmdline = cmdline[:300] + "…"
+		}
+		return o.String(), fmt.Errorf("%s: %w\n%s", cmdline, err, tail(e.String(), 20))
 	}
 	return o.String(), nil
 }

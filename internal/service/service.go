@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"log/slog"
 	"sync"
 	"time"
@@ -115,6 +116,10 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 	if err := s.Sync(ctx); err != nil {
 		return nil, err
 	}
+	// Loading the presence index leaves garbage about its own size (the
+	// pages of keys read, the buckets outgrown): hand it back now rather
+	// than keep it resident (at ten million paths, ~180 MB instead of ~110).
+	debug.FreeOSMemory()
 	return s, nil
 }
 
