@@ -117,6 +117,17 @@ func (s *Service) CompleteUpload(ctx context.Context, c Cache, key, id string, p
 		sums.Write(raw)
 	}
 	etag := hex.EncodeToString(sums.Sum(nil)) + "-" + strconv.Itoa(len(chosen))
+	if !isNixKey(key) {
+		info, err := s.composePlain(ctx, c, key, u, chosen, total, etag)
+		if !errors.Is(err, errors.ErrUnsupported) {
+			if err == nil {
+				s.dropUpload(ctx, id)
+			}
+			return info, err
+		}
+	}
+	// Files in the Nix layout are verified as they are read back; so is a
+	// plain object on a blob store that cannot compose.
 	body := &partsReader{ctx: ctx, s: s, parts: chosen}
 	defer body.Close()
 	info, err := s.PutObject(ctx, c, key, body, total, ObjectMeta{ContentType: u.ContentType, Metadata: u.Metadata})
@@ -268,4 +279,40 @@ func (r *partsReader) Close() error {
 		return r.cur.Close()
 	}
 	return nil
+}
+
+// composePlain makes the parts of a multipart upload a plain object by
+// composing their blobs in the blob store, without reading them back: the
+// object's ETag is the multipart one, and its whole MD5 and SHA-256 are
+// not known. It returns errors.ErrUnsupported if the blob store cannot
+// compose.
+func (s *Service) composePlain(ctx context.Context, c Cache, key string, u store.Upload, parts []store.Part,
+	total int64, etag string) (ObjectInfo, error) {
+	comp, ok := s.blobs.(store.Composer)
+	if !ok {
+		return ObjectInfo{}, errors.ErrUnsupported
+	}
+	if total > s.limits.MaxUploadSize {
+		return ObjectInfo{}, errorf(CodeTooLarge, "%q is %d bytes, more than the limit of %d", key, total, s.limits.MaxUploadSize)
+	}
+	keys := make([]string, len(parts))
+	for i, p := range parts {
+		keys[i] = p.BlobKey
+	}
+	blobKey := "object/" + hex.EncodeToString(random(2)) + "/" + hex.EncodeToString(random(16))
+	if err := comp.Compose(ctx, blobKey, keys, total); err != nil {
+		if errors.Is(err, errors.ErrUnsupported) {
+			return ObjectInfo{}, err
+		}
+		return ObjectInfo{}, internal(err, "compose the parts of %q", key)
+	}
+	o := store.Object{
+		CacheID: c.entry.ID, Key: key, ContentType: u.ContentType, Size: total,
+		ETag: etag, Metadata: u.Metadata, BlobKey: blobKey,
+	}
+	if err := s.meta.PutObject(ctx, o); err != nil {
+		_ = s.blobs.Delete(ctx, blobKey)
+		return ObjectInfo{}, s.writeFailed(ctx, c, err, "record object %q", key)
+	}
+	return objectInfo(o), nil
 }

@@ -481,6 +481,17 @@ type CollectResult struct {
 	OverQuota    bool     // the pins alone exceed MaxSize
 }
 
+// Composer is a BlobStore that can store the concatenation of blobs it
+// holds without the bytes passing through the caller (completing an S3
+// multipart upload). The wrappers of internal/store forward it and return
+// errors.ErrUnsupported when the store they wrap is no Composer.
+type Composer interface {
+	// Compose stores the concatenation of the blobs under parts under key,
+	// atomically and durably like Put; they must add up to size bytes. A
+	// missing part is ErrNotFound.
+	Compose(ctx context.Context, key string, parts []string, size int64) error
+}
+
 // GCStore is what garbage collection needs from the metadata store. The
 // closure of a narinfo is followed through its References within the same
 // cache; references to paths the cache does not hold are ignored.

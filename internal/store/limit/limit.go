@@ -14,6 +14,7 @@ package limit
 
 import (
 	"context"
+	"errors"
 	"io"
 
 	"github.com/larder-cache/larder/internal/store"
@@ -51,6 +52,20 @@ func (b *blobs) Put(ctx context.Context, key string, r io.Reader, size int64) er
 	}
 	defer done()
 	return b.BlobStore.Put(ctx, key, r, size)
+}
+
+// Compose counts as an upload.
+func (b *blobs) Compose(ctx context.Context, key string, parts []string, size int64) error {
+	c, ok := b.BlobStore.(store.Composer)
+	if !ok {
+		return errors.ErrUnsupported
+	}
+	done, err := hold(ctx, b.puts)
+	if err != nil {
+		return err
+	}
+	defer done()
+	return c.Compose(ctx, key, parts, size)
 }
 
 func (b *blobs) Get(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {

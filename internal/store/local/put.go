@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+
+	"github.com/larder-cache/larder/internal/store"
 )
 
 // copyBufSize is the size of the buffer Put copies through: large enough
@@ -27,14 +29,60 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) er
 	if err != nil {
 		return fmt.Errorf("put blob %q: %w", key, err)
 	}
-	if err := s.put(ctx, path, r, size); err != nil {
+	fill := func(f *os.File) error { return copyExact(ctx, f, r, size) }
+	if err := s.put(ctx, path, fill); err != nil {
 		return fmt.Errorf("put blob %s: %w", key, err)
 	}
 	return nil
 }
 
-// put does the work of Put for the file path.
-func (s *Store) put(ctx context.Context, path string, r io.Reader, size int64) (err error) {
+// Compose stores the concatenation of the blobs under parts under key, as
+// Put would store it; they must add up to size bytes. The kernel copies
+// the bytes (copy_file_range), which on a file system that shares extents
+// costs no copy at all.
+func (s *Store) Compose(ctx context.Context, key string, parts []string, size int64) error {
+	path, err := s.path(key)
+	if err != nil {
+		return fmt.Errorf("compose blob %q: %w", key, err)
+	}
+	fill := func(f *os.File) error {
+		var n int64
+		for _, part := range parts {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			pp, err := s.path(part)
+			if err != nil {
+				return err
+			}
+			src, err := os.Open(pp)
+			if errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("part %s: %w", part, store.ErrNotFound)
+			}
+			if err != nil {
+				return err
+			}
+			m, err := io.Copy(f, src)
+			src.Close()
+			if err != nil {
+				return fmt.Errorf("part %s: %w", part, err)
+			}
+			n += m
+		}
+		if n != size {
+			return fmt.Errorf("the parts hold %d bytes, want %d", n, size)
+		}
+		return nil
+	}
+	if err := s.put(ctx, path, fill); err != nil {
+		return fmt.Errorf("compose blob %s: %w", key, err)
+	}
+	return nil
+}
+
+// put writes a blob at path with fill, through a temporary file that it
+// syncs and renames into place.
+func (s *Store) put(ctx context.Context, path string, fill func(*os.File) error) (err error) {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -51,7 +99,7 @@ func (s *Store) put(ctx context.Context, path string, r io.Reader, size int64) (
 	if err := f.Chmod(filePerm); err != nil {
 		return err
 	}
-	if err := copyExact(ctx, f, r, size); err != nil {
+	if err := fill(f); err != nil {
 		return err
 	}
 	if err := f.Sync(); err != nil {

@@ -67,5 +67,15 @@ func (b *blobs) Delete(ctx context.Context, key string) error {
 	return err
 }
 
+// Compose is retried: it reads only blobs already stored.
+func (b *blobs) Compose(ctx context.Context, key string, parts []string, size int64) error {
+	c, ok := b.BlobStore.(store.Composer)
+	if !ok {
+		return errors.ErrUnsupported
+	}
+	_, err := do(ctx, b.p, func() (struct{}, error) { return struct{}{}, c.Compose(ctx, key, parts, size) })
+	return err
+}
+
 // Unwrap returns the wrapped store.
 func (b *blobs) Unwrap() store.BlobStore { return b.BlobStore }

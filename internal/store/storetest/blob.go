@@ -45,6 +45,7 @@ func TestBlobStore(t *testing.T, newStore func(t *testing.T) store.BlobStore) {
 		{"ConcurrentPutSameKey", testBlobConcurrentPut},
 		{"ConcurrentReplaceAndGet", testBlobConcurrentReplace},
 		{"Large", testBlobLarge},
+		{"Compose", testBlobCompose},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore(t)) })
@@ -548,4 +549,33 @@ func testBlobLarge(t *testing.T, s store.BlobStore) {
 	if got := get(t, s, "large/blob", 3<<20, 5<<20); !bytes.Equal(got, data[3<<20:8<<20]) {
 		t.Errorf("get 5 MiB from the middle: wrong content")
 	}
+}
+
+// testBlobCompose checks Compose on stores that offer it: the parts
+// concatenated, in order, under a new key, the parts left as they were; a
+// wrong size or a missing part leaves nothing under the key.
+func testBlobCompose(t *testing.T, s store.BlobStore) {
+	c, ok := s.(store.Composer)
+	if !ok {
+		t.Skip("not a Composer")
+	}
+	ctx := t.Context()
+	first, second := randomBytes(5<<20+1, 1), randomBytes(1000, 2) // S3: parts but the last are 5 MiB or more
+	put(t, s, "part/1", first)
+	put(t, s, "part/2", second)
+	size := int64(len(first) + len(second))
+	err := c.Compose(ctx, "whole", []string{"part/1", "part/2"}, size)
+	if errors.Is(err, errors.ErrUnsupported) {
+		t.Skip("the wrapped store is not a Composer")
+	}
+	mustOK(t, "compose", err)
+	mustContent(t, s, "whole", append(append([]byte{}, first...), second...))
+	mustContent(t, s, "part/1", first)
+	if err := c.Compose(ctx, "wrong", []string{"part/1", "part/2"}, size+1); err == nil {
+		t.Fatalf("compose with a wrong size succeeded")
+	}
+	mustAbsent(t, s, "wrong")
+	err = c.Compose(ctx, "missing", []string{"part/1", "part/none"}, size)
+	mustNotFound(t, "compose with a missing part", err)
+	mustAbsent(t, s, "missing")
 }
