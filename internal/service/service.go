@@ -14,8 +14,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime/debug"
 	"log/slog"
+	"runtime/debug"
 	"sync"
 	"time"
 
