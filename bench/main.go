@@ -41,6 +41,8 @@ func main() {
 	flag.StringVar(&only, "only", "", "comma-separated measures to run: narinfo,nar,push,s3,growth (default all)")
 	flag.StringVar(&o.larder, "larder", "", "larder binary (default: built from this checkout)")
 	flag.StringVar(&o.profile, "profile", "", "write CPU profiles of larder during the narinfo runs to this directory")
+	var sizes string
+	flag.StringVar(&sizes, "growth", "", "comma-separated cache sizes of the growth measure (default 10k,100k,1M, and 10M unless --quick)")
 	flag.Parse()
 	o.only = map[string]bool{}
 	for _, m := range strings.Split(only, ",") {
@@ -53,6 +55,16 @@ func main() {
 	if o.quick {
 		o.seconds = 4
 		o.sizes = o.sizes[:3]
+	}
+	if sizes != "" {
+		o.sizes = nil
+		for _, f := range strings.Split(sizes, ",") {
+			var n int
+			if _, err := fmt.Sscan(f, &n); err != nil || n <= 0 {
+				log.Fatalf("--growth: %q is not a number of paths", f)
+			}
+			o.sizes = append(o.sizes, n)
+		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()

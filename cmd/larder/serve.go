@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"net/url"
+	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/larder-cache/larder/internal/app"
@@ -58,6 +60,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 	}
+	tuneGC(a)
 	if cfg.DebugListen != "" {
 		if err := serveDebug(cfg.DebugListen, a); err != nil {
 			return err
@@ -182,4 +185,27 @@ func serveDebug(addr string, a *app.App) error {
 	a.Log.Warn("serving profiling endpoints", "listen", ln.Addr().String())
 	go func() { _ = http.Serve(ln, mux) }()
 	return nil
+}
+
+// gcAllowance is about how much garbage the server lets build up between
+// collections once its presence index is large.
+const gcAllowance = 24 << 20
+
+// tuneGC lowers the garbage collector's target when the presence index is
+// large. The index lives as long as the process and holds no pointers, so
+// it costs a collection almost nothing to mark; but the Go runtime lets
+// garbage grow as large as the live heap, which at ten million paths
+// would add the index's size again to the resident memory. Unless GOGC is
+// set, the target is lowered so that garbage stays near gcAllowance.
+func tuneGC(a *app.App) {
+	if os.Getenv("GOGC") != "" {
+		return
+	}
+	idx := a.Service.IndexBytes()
+	if idx <= 2*gcAllowance {
+		return
+	}
+	pct := max(10, int(100*gcAllowance/idx))
+	debug.SetGCPercent(pct)
+	a.Log.Info("tuned the garbage collector to the presence index", "index_bytes", idx, "gc_percent", pct)
 }

@@ -161,6 +161,19 @@ func (x *Index) DropCache(cacheID int64) {
 	x.mu.Unlock()
 }
 
+// Bytes returns the memory the index holds for its records.
+func (x *Index) Bytes() int64 {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	var n int64
+	for _, s := range x.caches {
+		for _, b := range s.buckets {
+			n += int64(cap(b))
+		}
+	}
+	return n
+}
+
 // Len returns the number of hashes recorded for the cache.
 func (x *Index) Len(cacheID int64) int {
 	x.mu.RLock()

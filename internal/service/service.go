@@ -123,6 +123,9 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 	return s, nil
 }
 
+// IndexBytes returns the memory the presence index holds.
+func (s *Service) IndexBytes() int64 { return s.index.Bytes() }
+
 // Run keeps the service in step with changes other processes make to the
 // stores (the CLI, other replicas), drops narinfos held too long, records
 // reads and collects garbage every GCInterval, until ctx ends. A collection
