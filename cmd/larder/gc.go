@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -30,27 +31,30 @@ func cmdGC(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(pos) != 0 {
 		return fmt.Errorf("gc takes no arguments")
 	}
-	a, err := c.open(ctx, stderr)
-	if err != nil {
-		return err
-	}
-	defer a.Close()
 	opts := service.CollectOptions{Cache: *cache, DryRun: *dryRun}
-	if isTerminal(stderr) {
-		opts.Progress = func(name string, done, total int) {
-			fmt.Fprintf(stderr, "\r\033[Kcollecting %s [%d/%d]", name, done+1, total)
-		}
-	}
 	verb := "removed"
 	if *dryRun {
 		verb = "would remove"
 	}
-	if *verbose {
-		opts.Removed = func(cache string, hashes []string) {
+	var bar *progress
+	logTo := stderr
+	if isTerminal(stderr) {
+		bar = &progress{w: stderr, verb: verb}
+		opts.Progress = bar.cache
+		logTo = bar // log lines go above the progress line
+	}
+	a, err := c.open(ctx, logTo)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	opts.Removed = func(cache string, hashes []string) {
+		if *verbose {
 			for _, h := range hashes {
 				fmt.Fprintf(stdout, "%s %s/%s.narinfo\n", verb, cache, h)
 			}
 		}
+		bar.removed(len(hashes))
 	}
 	start := time.Now()
 	reports, err := a.Service.Collect(ctx, opts)
@@ -121,4 +125,51 @@ func isTerminal(w io.Writer) bool {
 	}
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// progress is the line larder gc keeps up to date on a terminal: the cache
+// it collects, of how many, and how many paths it has removed from it.
+type progress struct {
+	mu          sync.Mutex // log lines may come from other goroutines
+	w           io.Writer
+	verb        string
+	name        string
+	done, total int
+	paths       int
+}
+
+// cache starts the line of the next cache.
+func (p *progress) cache(name string, done, total int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.name, p.done, p.total, p.paths = name, done, total, 0
+	p.draw()
+}
+
+// removed counts paths removed from the current cache; nil does nothing.
+func (p *progress) removed(n int) {
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.paths += n
+	p.draw()
+}
+
+func (p *progress) draw() {
+	fmt.Fprintf(p.w, "\r\033[Kcollecting %s [%d/%d]: %s %d paths", p.name, p.done+1, p.total, p.verb, p.paths)
+}
+
+// Write writes a log line above the progress line, which it then draws
+// again.
+func (p *progress) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	fmt.Fprint(p.w, "\r\033[K")
+	n, err := p.w.Write(b)
+	if p.name != "" {
+		p.draw()
+	}
+	return n, err
 }
