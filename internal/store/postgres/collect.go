@@ -232,7 +232,7 @@ func (c *collection) keptUsage(ctx context.Context) (paths, bytes int64, err err
 
 // fit fills the kept set with the closure of the pins and of the longest
 // run of the most recently used other roots whose closure fits MaxSize,
-// found by bisection (the bytes of a closure only grow with the run), and
+// found by store.FitRoots, and
 // returns its usage. If the pins alone exceed MaxSize, only they are kept.
 func (c *collection) fit(ctx context.Context) (paths, bytes int64, err error) {
 	var roots int64
@@ -244,32 +244,12 @@ func (c *collection) fit(ctx context.Context) (paths, bytes int64, err error) {
 	if err != nil {
 		return 0, 0, fmt.Errorf("order roots: %w", err)
 	}
-	if paths, bytes, err = c.prefix(ctx, 0); err != nil {
-		return 0, 0, err
-	}
-	if bytes > c.plan.MaxSize {
-		c.res.DroppedRoots, c.res.OverQuota = int(roots), true
-		return paths, bytes, nil
-	}
-	// The closure of the first lo roots fits, that of the first hi does not.
-	lo, hi, last := int64(0), roots, int64(0)
-	for hi-lo > 1 {
-		mid := lo + (hi-lo)/2
-		_, b, err := c.prefix(ctx, mid)
-		if err != nil {
-			return 0, 0, err
-		}
-		if last = mid; b <= c.plan.MaxSize {
-			lo = mid
-		} else {
-			hi = mid
-		}
-	}
-	c.res.DroppedRoots = int(roots - lo)
-	if last == lo {
-		return c.keptUsage(ctx)
-	}
-	return c.prefix(ctx, lo)
+	u, dropped, over, err := store.FitRoots(roots, c.plan.MaxSize, func(n int64) (store.Usage, error) {
+		paths, bytes, err := c.prefix(ctx, n)
+		return store.Usage{Paths: paths, Bytes: bytes}, err
+	})
+	c.res.DroppedRoots, c.res.OverQuota = int(dropped), over
+	return u.Paths, u.Bytes, err
 }
 
 // prefix fills the kept set with the closure of the pins and the first n
