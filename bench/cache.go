@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -168,13 +170,17 @@ func buildDataset(ctx context.Context, o options, n *nixEnv) (*dataset, error) {
 	return d, nil
 }
 
-// sumNarSize adds the narSize fields of nix path-info --json output.
+// sumNarSize adds the NAR sizes of nix path-info --json output.
 func sumNarSize(js string) int64 {
+	var infos []struct {
+		NarSize int64 `json:"narSize"`
+	}
+	if err := json.Unmarshal([]byte(js), &infos); err != nil {
+		return 0
+	}
 	var total int64
-	for _, part := range strings.Split(js, `"narSize":`)[1:] {
-		var v int64
-		fmt.Sscan(part, &v)
-		total += v
+	for _, i := range infos {
+		total += i.NarSize
 	}
 	return total
 }
@@ -322,13 +328,7 @@ func narinfoMeasures(ctx context.Context, o options, r *report, l *larder, nginx
 
 // narMeasures: NAR downloads of each size, four at a time, MB/s.
 func narMeasures(ctx context.Context, o options, r *report, larderURL, nginxURL string, d *dataset) error {
-	names := slices.Sorted(func(yield func(string) bool) {
-		for k := range d.downloads {
-			if !yield(k) {
-				return
-			}
-		}
-	})
+	names := slices.Sorted(maps.Keys(d.downloads))
 	for run := range o.runs {
 		fmt.Printf("NAR downloads, run %d…\n", run+1)
 		for _, name := range names {

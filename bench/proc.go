@@ -60,10 +60,11 @@ func freeAddr() string {
 
 // proc is a server process the benchmark started.
 type proc struct {
-	name string
-	URL  string
-	cmd  *exec.Cmd
-	log  *bytes.Buffer
+	name   string
+	URL    string
+	cmd    *exec.Cmd
+	log    *bytes.Buffer
+	exited chan struct{} // closed once the process has been waited for
 }
 
 // start starts a server and waits until GET of health answers 2xx, and
@@ -78,9 +79,9 @@ func start(ctx context.Context, name, url, health string, env []string, args ...
 	if err := cmd.Start(); err != nil {
 		return nil, 0, fmt.Errorf("start %s: %w", name, err)
 	}
-	p := &proc{name: name, URL: url, cmd: cmd, log: &log}
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }()
+	p := &proc{name: name, URL: url, cmd: cmd, log: &log, exited: exited}
 	deadline := time.Now().Add(10 * time.Minute)
 	for {
 		resp, err := http.Get(url + health)
@@ -108,17 +109,11 @@ func start(ctx context.Context, name, url, health string, env []string, args ...
 // stop ends the process and its children.
 func (p *proc) stop() {
 	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() {
-		for p.cmd.ProcessState == nil {
-			time.Sleep(10 * time.Millisecond)
-		}
-		close(done)
-	}()
 	select {
-	case <-done:
+	case <-p.exited:
 	case <-time.After(10 * time.Second):
 		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		<-p.exited
 	}
 }
 
@@ -174,11 +169,6 @@ func startLarder(ctx context.Context, bin, data string, extra ...string) (*larde
 // cli runs a larder command on the server's data directory.
 func (l *larder) cli(ctx context.Context, args ...string) (string, error) {
 	return output(ctx, nil, append(append([]string{l.bin}, args...), "--data", l.data)...)
-}
-
-// larderCLI runs a larder command on a data directory with no server.
-func larderCLI(ctx context.Context, bin, data string, args ...string) (string, error) {
-	return output(ctx, nil, append(append([]string{bin}, args...), "--data", data)...)
 }
 
 // profile takes a CPU profile of the server for most of d, if it serves

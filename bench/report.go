@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -24,11 +23,10 @@ type row struct {
 
 // growthRow is the figures at one cache size.
 type growthRow struct {
-	paths              int
-	startup            time.Duration
-	rss                int64
-	hit, miss          load
-	hitLatency, missUS float64
+	paths     int
+	startup   time.Duration
+	rss       int64
+	hit, miss load
 }
 
 type report struct {
@@ -187,6 +185,5 @@ func versions() string {
 	if out, err := exec.Command("nix", "--version").CombinedOutput(); err == nil {
 		v = append(v, strings.TrimSpace(string(out)))
 	}
-	_ = context.Background
 	return strings.Join(v, "; ")
 }

@@ -5,7 +5,6 @@ import (
 	"testing"
 
 	"github.com/larder-cache/larder/internal/config"
-	"github.com/larder-cache/larder/internal/nixhttp"
 )
 
 // benchHandler returns the handler of an env holding paths in main, with
@@ -25,7 +24,6 @@ func benchHandler(b *testing.B, paths int) (*env, []string) {
 func BenchmarkNarInfoHit(b *testing.B) {
 	e, keys := benchHandler(b, 100)
 	h := e.srv.Config.Handler
-	_ = nixhttp.Options{}
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
