@@ -61,6 +61,7 @@ type gcRow struct {
 type gcReport struct {
 	Caches map[string]gcRow
 	Nars   int // NAR files deleted (or, in a dry run, that would be)
+	Blobs  int // orphaned blobs swept (or, in a dry run, that would be)
 	Out    string
 }
 
@@ -95,18 +96,20 @@ func parseGC(t *testing.T, out string) gcReport {
 		r.Caches[f[0]] = gcRow{Kept: num(f[1]), Removed: num(f[3]), Pinned: num(f[5]), Notes: strings.Join(f[6:], " ")}
 	}
 	last := strings.Fields(ls[len(ls)-1])
-	// "removed N NAR files …" or "would remove N NAR files …"
-	for i, w := range last {
-		if w == "NAR" && i > 0 {
-			n, err := strconv.Atoi(last[i-1])
-			if err != nil {
-				t.Fatalf("larder gc's last line %q does not count NAR files", ls[len(ls)-1])
+	// "removed N NAR files … and M orphaned blobs …", or "would remove
+	// up to …"
+	count := func(word string) int {
+		for i, w := range last {
+			if w == word && i > 0 {
+				if n, err := strconv.Atoi(last[i-1]); err == nil {
+					return n
+				}
 			}
-			r.Nars = n
-			return r
 		}
+		t.Fatalf("larder gc's last line %q does not count %s", ls[len(ls)-1], word)
+		return 0
 	}
-	t.Fatalf("larder gc's last line %q does not count NAR files", ls[len(ls)-1])
+	r.Nars, r.Blobs = count("NAR"), count("orphaned")
 	return r
 }
 

@@ -76,14 +76,16 @@ func cmdGC(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	nars, bytes := 0, int64(0)
+	var first service.CollectReport
 	if len(reports) > 0 {
-		nars, bytes = reports[0].NarsDeleted, reports[0].BytesDeleted
+		first = reports[0]
 	}
 	if *dryRun {
 		verb += " up to"
 	}
-	fmt.Fprintf(stdout, "%s %d NAR files no cache uses (%s) in %s\n", verb, nars, sizeText(bytes), time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(stdout, "%s %d NAR files no cache uses (%s) and %d orphaned blobs (%s) in %s\n", verb,
+		first.NarsDeleted, sizeText(first.BytesDeleted), first.BlobsSwept, sizeText(first.SweptBytes),
+		time.Since(start).Round(time.Millisecond))
 	return nil
 }
 

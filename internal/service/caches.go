@@ -111,9 +111,21 @@ func (s *Service) CreateCache(ctx context.Context, spec CacheSpec) (store.Cache,
 	return c, nil
 }
 
-// DeleteCache deletes a cache with its narinfos, files and tokens. The NAR
-// files it held stay until garbage collection.
+// DeleteCache deletes a cache with its narinfos, files, uploads in progress
+// and tokens. The NAR files and other blobs it held stay until garbage
+// collection finds them unused.
 func (s *Service) DeleteCache(ctx context.Context, name string) error {
+	// Uploads in progress are aborted first, so that their parts go at
+	// once rather than wait for a sweep.
+	if c, err := s.meta.GetCache(ctx, name); err == nil {
+		ups, err := s.meta.ListUploads(ctx, c.ID, "")
+		if err != nil {
+			return internal(err, "list uploads of cache %s", name)
+		}
+		for _, u := range ups {
+			s.dropUpload(ctx, u.ID)
+		}
+	}
 	err := s.meta.DeleteCache(ctx, name)
 	if errors.Is(err, store.ErrNotFound) {
 		return noSuchCache(name)

@@ -43,25 +43,30 @@ func (s *Service) PutFile(ctx context.Context, c Cache, key nixkey.Key, body []b
 		return err
 	}
 	o.CacheID, o.ContentType = c.entry.ID, ctype
+	return s.recordObject(ctx, c, o)
+}
+
+// recordObject records an object whose bytes were just stored, deleting
+// them if that fails. The blob of an object it replaces stays for the next
+// sweeps to find orphaned, since a reader may still be reading it.
+func (s *Service) recordObject(ctx context.Context, c Cache, o store.Object) error {
 	if err := s.meta.PutObject(ctx, o); err != nil {
-		return s.writeFailed(ctx, c, err, "record %s", key)
+		s.deleteBlob(context.WithoutCancel(ctx), o.BlobKey)
+		return s.writeFailed(ctx, c, err, "record %q", o.Key)
 	}
 	return nil
 }
 
-// storeSmall stores bytes held in memory under a content-addressed blob key
-// (once, however often they are uploaded) and returns their record, to be
-// completed with the cache and content type.
+// storeSmall stores bytes held in memory under a new blob key and returns
+// their record, to be completed with the cache and content type and
+// recorded with recordSmall. Like every blob key, it is never used again:
+// an earlier copy of the same bytes may be an orphan about to be swept.
 func (s *Service) storeSmall(ctx context.Context, key string, body []byte) (store.Object, error) {
 	sum := sha256.Sum256(body)
 	hash := hex.EncodeToString(sum[:])
-	blobKey := "file/" + hash[:2] + "/" + hash
-	if _, err := s.blobs.Stat(ctx, blobKey); errors.Is(err, store.ErrNotFound) {
-		if err := s.blobs.Put(ctx, blobKey, bytes.NewReader(body), int64(len(body))); err != nil {
-			return store.Object{}, internal(err, "store %s", key)
-		}
-	} else if err != nil {
-		return store.Object{}, internal(err, "stat blob of %s", key)
+	blobKey := "file/" + hash[:2] + "/" + hash + "-" + hex.EncodeToString(random(8))
+	if err := s.blobs.Put(ctx, blobKey, bytes.NewReader(body), int64(len(body))); err != nil {
+		return store.Object{}, internal(err, "store %s", key)
 	}
 	m := md5.Sum(body)
 	md := hex.EncodeToString(m[:])
@@ -139,7 +144,19 @@ func (s *Service) File(ctx context.Context, c Cache, key nixkey.Key) (store.Obje
 func (s *Service) ReadFile(ctx context.Context, f store.Object) (io.ReadCloser, error) {
 	r, err := s.blobs.Get(ctx, f.BlobKey, 0, -1)
 	if err != nil {
-		return nil, internal(err, "open blob of %s", f.Key)
+		return nil, s.blobFailed(err, f.CacheID, f.Key)
 	}
 	return r, nil
+}
+
+// blobFailed explains why the blob of an object (key, in the cache with the
+// given ID) could not be opened. A blob missing under its record is a
+// fault of the store, said loudly in the log; the client learns only that
+// the object is not there.
+func (s *Service) blobFailed(err error, cacheID int64, key string) error {
+	if errors.Is(err, store.ErrNotFound) {
+		s.log.Error("the blob of an object is missing from the blob store", "cache_id", cacheID, "key", key, "err", err)
+		return errorf(CodeNotFound, "%s is not available", key)
+	}
+	return internal(err, "open blob of %q", key)
 }

@@ -3,7 +3,6 @@ package service
 import (
 	"context"
 	"errors"
-	"slices"
 	"time"
 
 	"github.com/larder-cache/larder/internal/store"
@@ -46,6 +45,8 @@ type CollectReport struct {
 	PinnedPaths  int
 	NarsDeleted  int   // only on the first report: NAR files freed in every cache
 	BytesDeleted int64 // their bytes
+	BlobsSwept   int   // only on the first report: orphaned blobs deleted (see sweepBlobs)
+	SweptBytes   int64 // their bytes
 }
 
 // CollectOptions choose what a collection does.
@@ -123,7 +124,11 @@ func (s *Service) collect(ctx context.Context, opts CollectOptions) ([]CollectRe
 	if !opts.DryRun {
 		s.abortStaleUploads(ctx)
 	}
-	return reports, nil
+	swept, sweptBytes, err := s.sweepBlobs(ctx, opts.DryRun)
+	if len(reports) > 0 {
+		reports[0].BlobsSwept, reports[0].SweptBytes = swept, sweptBytes
+	}
+	return reports, err
 }
 
 // collectCache collects one cache according to its policy and pins.
@@ -209,41 +214,27 @@ func (s *Service) pinnedHashes(ctx context.Context, c store.Cache, now time.Time
 }
 
 // deleteUnusedNars deletes the NAR files no cache links to any more.
+// Records go before their blobs: once a record is gone no upload can claim
+// the file, and a collection stopped before a blob is deleted leaves a blob
+// without a record, which a later sweep finds.
 func (s *Service) deleteUnusedNars(ctx context.Context, dryRun bool) (int, int64, error) {
 	before := time.Now().Add(-s.gcGrace)
 	n, bytes := 0, int64(0)
 	for {
-		// Blobs go before their records: a collection stopped in between
-		// leaves records that the next one finds again.
-		nars, err := s.meta.UnusedNars(ctx, before, 1000, true)
+		nars, err := s.meta.UnusedNars(ctx, before, 1000, dryRun)
 		if err != nil {
 			return n, bytes, internal(err, "find unused NAR files")
 		}
-		if dryRun {
-			for _, nar := range nars {
-				n, bytes = n+1, bytes+nar.FileSize
-			}
-			return n, bytes, nil
-		}
-		hashes := make([]string, 0, len(nars))
 		for _, nar := range nars {
+			n, bytes = n+1, bytes+nar.FileSize
+			if dryRun {
+				continue
+			}
 			if err := ignoreNotFound(s.blobs.Delete(ctx, nar.BlobKey)); err != nil {
-				return n, bytes, internal(err, "delete blob of NAR %s", nar.FileHash)
-			}
-			hashes = append(hashes, nar.FileHash)
-		}
-		gone, err := s.meta.ForgetNars(ctx, hashes)
-		if err != nil {
-			return n, bytes, internal(err, "forget deleted NAR files")
-		}
-		for _, nar := range nars {
-			if _, ok := slices.BinarySearch(gone, nar.FileHash); ok {
-				n, bytes = n+1, bytes+nar.FileSize
-			} else {
-				s.log.Error("a NAR file was linked again while its blob was being deleted", "file_hash", nar.FileHash)
+				s.log.Warn("delete the blob of an unused NAR file; a later sweep will", "file_hash", nar.FileHash, "err", err)
 			}
 		}
-		if len(nars) < 1000 || len(gone) == 0 {
+		if dryRun || len(nars) < 1000 {
 			return n, bytes, nil
 		}
 	}

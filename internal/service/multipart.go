@@ -310,9 +310,8 @@ func (s *Service) composePlain(ctx context.Context, c Cache, key string, u store
 		CacheID: c.entry.ID, Key: key, ContentType: u.ContentType, Size: total,
 		ETag: etag, Metadata: u.Metadata, BlobKey: blobKey,
 	}
-	if err := s.meta.PutObject(ctx, o); err != nil {
-		_ = s.blobs.Delete(ctx, blobKey)
-		return ObjectInfo{}, s.writeFailed(ctx, c, err, "record object %q", key)
+	if err := s.recordObject(ctx, c, o); err != nil {
+		return ObjectInfo{}, err
 	}
 	return objectInfo(o), nil
 }

@@ -94,7 +94,7 @@ func (s *Service) checkNarInfo(ctx context.Context, c Cache, key nixkey.Key, ni 
 		return bad("URL %s does not end in .nar%s as Compression %s needs", ni.URL, want, ni.Compression)
 	}
 	nar, err := s.meta.CacheNar(ctx, c.entry.ID, urlKey.Hash)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, store.ErrNotFound) || err == nil && nar.Missing {
 		return store.NarInfo{}, narMissing(key, ni.URL, c)
 	}
 	if err != nil {
@@ -188,6 +188,12 @@ func (s *Service) narInfo(ctx context.Context, c Cache, hash string) ([]byte, st
 	}
 	if err != nil {
 		return nil, rec, internal(err, "get %s.narinfo", hash)
+	}
+	if nar.Missing {
+		s.log.Warn("not serving a narinfo whose NAR file is missing", "cache", c.entry.Name,
+			"store_path", rec.StorePath, "file_hash", nar.FileHash)
+		return nil, rec, errorf(CodeNotFound, "cache %s has no %s.narinfo (its NAR file was lost; upload it again)",
+			c.entry.Name, hash)
 	}
 	fileHash, err1 := narinfo.ParseHash("sha256:" + nar.FileHash)
 	narHash, err2 := narinfo.ParseHash("sha256:" + rec.NarHash)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/larder-cache/larder/internal/compression"
 	"github.com/larder-cache/larder/internal/narverify"
@@ -24,10 +25,12 @@ func narExt(method string) string {
 	return ext
 }
 
-// narBlobKey is where the NAR file with the given nix32 file hash is kept.
-// Keys are content addressed, so identical uploads land on one blob.
-func narBlobKey(fileHash string) string {
-	return "nar/" + fileHash[:2] + "/" + fileHash
+// newNarBlobKey returns a key for a new copy of the NAR file with the
+// given nix32 file hash. Every copy gets a key of its own, never used
+// before, so that no deletion of an earlier copy (by a collection, or by a
+// sweep of orphaned blobs) can reach the bytes of a later one.
+func newNarBlobKey(fileHash string) string {
+	return "nar/" + fileHash[:2] + "/" + fileHash + "-" + hex.EncodeToString(random(8))
 }
 
 // PutNar stores an uploaded NAR file under key (nar/<filehash>.nar<ext>).
@@ -37,6 +40,12 @@ func narBlobKey(fileHash string) string {
 // check passes. A file already stored (in any cache) is not stored again;
 // it is only linked to this cache. PutNar reports whether the cache did not
 // hold the file before.
+//
+// While the body of a file already stored is read, the upload claims the
+// file, so that no collection deletes it in the meantime; the link is made
+// only if the file is still there. So a NAR upload that succeeds has its
+// bytes in the blob store, safe from collection for as long as the cache
+// links it.
 func (s *Service) PutNar(ctx context.Context, c Cache, key nixkey.Key, body io.Reader, size int64) (bool, error) {
 	if key.Kind != nixkey.Nar {
 		return false, errorf(CodeInvalid, "%s is not a NAR key", key)
@@ -51,39 +60,77 @@ func (s *Service) PutNar(ctx context.Context, c Cache, key nixkey.Key, body io.R
 	if size > s.limits.MaxUploadSize {
 		return false, errorf(CodeTooLarge, "%s is %d bytes, more than the limit of %d", key, size, s.limits.MaxUploadSize)
 	}
-	if known, err := s.meta.CacheNar(ctx, c.entry.ID, key.Hash); err == nil {
-		if err := s.consumeKnown(key, known, body, size); err != nil {
+	known, err := s.meta.CacheNar(ctx, c.entry.ID, key.Hash)
+	if err == nil && !known.Missing {
+		// The cache holds the file: the body need only be the same bytes.
+		if held, err := s.claimed(ctx, key, func() error { return s.consumeKnown(key, known, body, size) }); held {
+			if err == nil {
+				err = s.linkClaimed(ctx, c, key)
+			}
+			if err != nil {
+				return false, err
+			}
+			s.releaseHeld(ctx, c, key.Hash)
+			return false, nil
+		} else if err != nil {
 			return false, err
 		}
-		s.releaseHeld(ctx, c, key.Hash)
-		return false, nil
-	} else if !errors.Is(err, store.ErrNotFound) {
+		// Gone since it was looked up: store it again.
+	} else if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return false, internal(err, "look up %s", key)
 	}
-	nar, err := s.storeNar(ctx, key, body, size)
-	if err != nil {
+	if err := s.storeNar(ctx, c, key, body, size); err != nil {
 		return false, err
-	}
-	if _, err := s.meta.AddNar(ctx, c.entry.ID, nar, key.String()); err != nil {
-		return false, s.writeFailed(ctx, c, err, "record %s in cache %s", key, c.entry.Name)
 	}
 	s.releaseHeld(ctx, c, key.Hash)
 	return true, nil
 }
 
-// storeNar makes sure the NAR file named by key is in the blob store and has
-// a record, verifying the body on the way.
-func (s *Service) storeNar(ctx context.Context, key nixkey.Key, body io.Reader, size int64) (store.Nar, error) {
-	if known, err := s.meta.GetNar(ctx, key.Hash); err == nil {
-		if _, err := s.blobs.Stat(ctx, known.BlobKey); err == nil {
-			return known, s.consumeKnown(key, known, body, size)
-		} else if !errors.Is(err, store.ErrNotFound) {
-			return store.Nar{}, internal(err, "stat blob of %s", key)
+// storeNar verifies the body of a NAR file new to the cache and links the
+// file to the cache, storing its bytes unless another cache holds them.
+// The body is checked in full either way, so that the answer does not tell
+// whether some other cache holds the file.
+func (s *Service) storeNar(ctx context.Context, c Cache, key nixkey.Key, body io.Reader, size int64) error {
+	held, err := s.claimed(ctx, key, func() error {
+		_, err := s.verifyNar(key, body, size, func(r io.Reader) error {
+			_, err := io.Copy(io.Discard, r)
+			return err
+		})
+		return err
+	})
+	if held {
+		if err != nil {
+			return err
 		}
-		// The record outlived its blob: store the bytes again.
-	} else if !errors.Is(err, store.ErrNotFound) {
-		return store.Nar{}, internal(err, "look up %s", key)
+		return s.linkClaimed(ctx, c, key)
 	}
+	if err != nil {
+		return err
+	}
+	blobKey := newNarBlobKey(key.Hash)
+	nar, err := s.verifyNar(key, body, size, func(r io.Reader) error {
+		return s.blobs.Put(ctx, blobKey, r, size)
+	})
+	if err != nil {
+		return err
+	}
+	nar.BlobKey = blobKey
+	stored, err := s.meta.AddNar(ctx, c.entry.ID, nar, key.String())
+	if err != nil || stored.BlobKey != blobKey {
+		// Not recorded, or another upload's copy was first: this one is
+		// not needed.
+		s.deleteBlob(context.WithoutCancel(ctx), blobKey)
+	}
+	if err != nil {
+		return s.writeFailed(ctx, c, err, "record %s in cache %s", key, c.entry.Name)
+	}
+	return nil
+}
+
+// verifyNar streams body through the NAR verifier into sink, which must
+// read it to the end, and returns the record of the verified file (without
+// a BlobKey). Nothing it returns an error for may be kept.
+func (s *Service) verifyNar(key nixkey.Key, body io.Reader, size int64, sink func(io.Reader) error) (store.Nar, error) {
 	want, err := nixbase32.DecodeString(key.Hash)
 	if err != nil {
 		return store.Nar{}, errorf(CodeInvalid, "%s: %v", key, err)
@@ -101,8 +148,7 @@ func (s *Service) storeNar(ctx context.Context, key nixkey.Key, body io.Reader, 
 		},
 	})
 	defer v.Close()
-	blobKey := narBlobKey(key.Hash)
-	putErr := s.blobs.Put(ctx, blobKey, v, size)
+	putErr := sink(v)
 	res, verr := v.Result()
 	var ve *narverify.Error
 	switch {
@@ -120,8 +166,65 @@ func (s *Service) storeNar(ctx context.Context, key nixkey.Key, body io.Reader, 
 		NarHash:     nixbase32.EncodeToString(res.NarHash[:]),
 		NarSize:     res.NarSize,
 		MD5:         hex.EncodeToString(md.Sum(nil)),
-		BlobKey:     blobKey,
 	}, nil
+}
+
+// claimTTL is how long one claim of an upload keeps the file it names from
+// collection (see store.NarStore.ClaimNar); an upload renews it four times
+// as often, so that a few failed renewals in a row do no harm.
+const claimTTL = time.Minute
+
+// claimed claims the file named by key for an upload (see
+// store.NarStore.ClaimNar) and, if it is stored, runs fn, which reads the
+// upload's body, while it renews the claim, so that no collection, whatever
+// its grace period, takes the file for unused however long the body takes.
+// It reports whether the file is stored, with fn's error, or the error of
+// the claim.
+func (s *Service) claimed(ctx context.Context, key nixkey.Key, fn func() error) (bool, error) {
+	if _, err := s.meta.ClaimNar(ctx, key.Hash, claimTTL); errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	} else if err != nil {
+		return false, internal(err, "claim %s", key)
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(claimTTL / 4)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				if _, err := s.meta.ClaimNar(context.WithoutCancel(ctx), key.Hash, claimTTL); err != nil {
+					s.log.Warn("renew the claim of an uploaded NAR", "nar", key.String(), "err", err)
+				}
+			}
+		}
+	}()
+	err := fn()
+	close(stop)
+	<-done
+	return true, err
+}
+
+// linkClaimed links a file whose upload has claimed it to the cache. If
+// the file is gone all the same (its claim could not be renewed in time),
+// nothing is linked and the client is asked to upload it again.
+func (s *Service) linkClaimed(ctx context.Context, c Cache, key nixkey.Key) error {
+	_, err := s.meta.LinkNar(ctx, c.entry.ID, key.Hash, key.String())
+	if errors.Is(err, store.ErrNotFound) {
+		if _, cerr := s.meta.GetCache(ctx, c.entry.Name); errors.Is(cerr, store.ErrNotFound) {
+			return s.writeFailed(ctx, c, err, "link %s", key)
+		}
+		s.log.Error("a NAR file was collected while it was uploaded again; asking for it once more", "cache", c.entry.Name, "nar", key.String())
+		return &Error{Code: CodeUnavailable, Msg: fmt.Sprintf("%s was removed from storage while it was uploaded; upload it again", key)}
+	}
+	if err != nil {
+		return s.writeFailed(ctx, c, err, "link %s to cache %s", key, c.entry.Name)
+	}
+	return nil
 }
 
 // verifyError turns a failed verification into a service error.
@@ -176,6 +279,9 @@ func (s *Service) Nar(ctx context.Context, c Cache, key nixkey.Key) (store.Nar, 
 		return store.Nar{}, errorf(CodeNotFound, "cache %s has no %s (it holds that file as nar/%s.nar%s)",
 			c.entry.Name, key, n.FileHash, narExt(n.Compression))
 	}
+	if n.Missing {
+		return store.Nar{}, errorf(CodeNotFound, "cache %s has no %s (its bytes were lost; upload it again)", c.entry.Name, key)
+	}
 	return n, nil
 }
 
@@ -184,9 +290,27 @@ func (s *Service) Nar(ctx context.Context, c Cache, key nixkey.Key) (store.Nar, 
 // paths the file serves in the cache, for garbage collection.
 func (s *Service) ReadNar(ctx context.Context, c Cache, n store.Nar, offset, length int64) (io.ReadCloser, error) {
 	r, err := s.blobs.Get(ctx, n.BlobKey, offset, length)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, s.narLost(ctx, c, n)
+	}
 	if err != nil {
 		return nil, internal(err, "open blob of nar %s", n.FileHash)
 	}
 	s.access.noteNar(c.entry.ID, n.FileHash)
 	return r, nil
+}
+
+// narLost withdraws a NAR file whose blob is missing: it is marked Missing,
+// so that neither it nor the narinfos that point at it are served, in any
+// cache, until it is uploaded again (which replaces it) or larder verify
+// finds it back. It returns the error to answer the read with.
+func (s *Service) narLost(ctx context.Context, c Cache, n store.Nar) error {
+	s.log.Error("a NAR file is missing from the blob store: withdrawn with its narinfos until it is uploaded again; run larder verify",
+		"cache", c.entry.Name, "file_hash", n.FileHash, "blob_key", n.BlobKey)
+	if err := s.meta.SetNarMissing(context.WithoutCancel(ctx), n.FileHash, n.BlobKey, true); err != nil && !errors.Is(err, store.ErrNotFound) {
+		s.log.Error("mark a lost NAR file missing", "file_hash", n.FileHash, "err", err)
+	}
+	s.rendered.dropAll() // narinfos of other caches may point at it too
+	return errorf(CodeNotFound, "cache %s has no nar/%s.nar%s (its bytes were lost; upload it again)",
+		c.entry.Name, n.FileHash, narExt(n.Compression))
 }

@@ -38,9 +38,11 @@ type ObjectInfo struct {
 	ContentType string
 	Metadata    map[string]string
 
-	inline  []byte // the body, for objects rendered in memory
-	blobKey string // where the body is, otherwise
-	read    func() // notes a read of the body, for garbage collection
+	inline  []byte                      // the body, for objects rendered in memory
+	blobKey string                      // where the body is, otherwise
+	read    func()                      // notes a read of the body, for garbage collection
+	lost    func(context.Context) error // withdraws a NAR file whose blob is missing
+	cacheID int64
 }
 
 // ObjectMeta is what an uploader says about an object.
@@ -110,7 +112,8 @@ func (s *Service) StatObject(ctx context.Context, c Cache, key string) (_ Object
 		id := c.entry.ID
 		return ObjectInfo{Key: key, Size: n.FileSize, ETag: etag, Modified: n.CreatedAt,
 			ContentType: "application/x-nix-nar", blobKey: n.BlobKey,
-			read: func() { s.access.noteNar(id, n.FileHash) }}, nil
+			read: func() { s.access.noteNar(id, n.FileHash) },
+			lost: func(ctx context.Context) error { return s.narLost(ctx, c, n) }}, nil
 	default:
 		f, err := s.File(ctx, c, k)
 		if err != nil {
@@ -133,7 +136,7 @@ func (s *Service) plainObject(ctx context.Context, c Cache, key string) (ObjectI
 
 func objectInfo(o store.Object) ObjectInfo {
 	return ObjectInfo{Key: o.Key, Size: o.Size, ETag: o.ETag, Modified: o.CreatedAt,
-		ContentType: o.ContentType, Metadata: o.Metadata, blobKey: o.BlobKey}
+		ContentType: o.ContentType, Metadata: o.Metadata, blobKey: o.BlobKey, cacheID: o.CacheID}
 }
 
 func inlineObject(key string, body []byte, ctype string, modified time.Time) ObjectInfo {
@@ -162,8 +165,11 @@ func (s *Service) ReadObject(ctx context.Context, o ObjectInfo, offset, length i
 		return io.NopCloser(bytes.NewReader(o.inline[offset:end])), nil
 	}
 	r, err := s.blobs.Get(ctx, o.blobKey, offset, length)
+	if errors.Is(err, store.ErrNotFound) && o.lost != nil {
+		return nil, o.lost(ctx)
+	}
 	if err != nil {
-		return nil, internal(err, "open blob of %q", o.Key)
+		return nil, s.blobFailed(err, o.cacheID, o.Key)
 	}
 	if o.read != nil {
 		o.read()
@@ -257,8 +263,8 @@ func (s *Service) keepAsWritten(ctx context.Context, c Cache, key string, data [
 		return ObjectInfo{}, err
 	}
 	o.CacheID, o.ContentType, o.Metadata = c.entry.ID, meta.ContentType, meta.Metadata
-	if err := s.meta.PutObject(ctx, o); err != nil {
-		return ObjectInfo{}, s.writeFailed(ctx, c, err, "record %s", key)
+	if err := s.recordObject(ctx, c, o); err != nil {
+		return ObjectInfo{}, err
 	}
 	return objectInfo(o), nil
 }
@@ -297,9 +303,8 @@ func (s *Service) putPlain(ctx context.Context, c Cache, key string, body io.Rea
 		Metadata: meta.Metadata, BlobKey: blobKey,
 	}
 	o.ETag = o.MD5
-	if err := s.meta.PutObject(ctx, o); err != nil {
-		_ = s.blobs.Delete(ctx, blobKey)
-		return ObjectInfo{}, s.writeFailed(ctx, c, err, "record object %q", key)
+	if err := s.recordObject(ctx, c, o); err != nil {
+		return ObjectInfo{}, err
 	}
 	return objectInfo(o), nil
 }

@@ -86,3 +86,12 @@ func (r *renderCache) forget(cacheID int64, hash string) {
 	delete(r.old, k)
 	r.mu.Unlock()
 }
+
+// dropAll forgets every rendering, as when a NAR file that narinfos of any
+// cache may point at is withdrawn.
+func (r *renderCache) dropAll() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	clear(r.cur)
+	clear(r.old)
+}

@@ -161,6 +161,10 @@ type Nar struct {
 	MD5         string // hex md5 of the stored bytes, the S3 ETag of the file
 	BlobKey     string // where the bytes are in the BlobStore
 	CreatedAt   time.Time
+	// Missing says that its blob was found missing or damaged: the caches
+	// that link it must not serve it, and the next upload of the file
+	// replaces the record (AddNar).
+	Missing bool
 }
 
 // NarInfo is the metadata of one store path in one cache. Its file fields
@@ -313,6 +317,12 @@ type TokenStore interface {
 }
 
 // NarStore keeps NAR records, their links to caches, and narinfos.
+//
+// A Nar's blob is written once, under a key no other blob ever had, before
+// its record names it; the record's BlobKey changes only when AddNar
+// replaces a Missing record. So a record that is not Missing names a blob
+// that nothing deletes while the record exists: UnusedNars removes the
+// record before its blob is deleted.
 type NarStore interface {
 	// GetNar returns the Nar whose file hash is fileHash, in whichever cache,
 	// or ErrNotFound.
@@ -321,13 +331,35 @@ type NarStore interface {
 	// the cache, or ErrNotFound. Its CreatedAt is when it was linked to the
 	// cache, so that nothing tells one cache when another got the file.
 	CacheNar(ctx context.Context, cacheID int64, fileHash string) (Nar, error)
-	// AddNar records n unless a Nar with its FileHash exists, links that Nar
-	// to the cache under the cache-relative key (which listings show), and
-	// returns the Nar as stored (the earlier one if there was one). It is
-	// idempotent; relinking keeps the first key. It returns ErrNotFound if
-	// the cache does not exist and ErrExists, storing nothing, if another
-	// Nar is linked to the cache under key.
+	// ClaimNar records that an upload of the file is under way: UnusedNars
+	// keeps the record for ttl from now, by the store's clock (an earlier
+	// claim that lasts longer still holds), whatever its own window. It
+	// returns the Nar, or ErrNotFound if there is no such Nar or it is
+	// Missing.
+	ClaimNar(ctx context.Context, fileHash string, ttl time.Duration) (Nar, error)
+	// AddNar is called once n's bytes are stored under n.BlobKey. It
+	// records n unless a Nar with its FileHash exists; a Missing one is
+	// replaced by n if its BlobKey is not n's (with n's, it returns
+	// ErrNotFound: those bytes are gone). It then links the Nar to the
+	// cache under the cache-relative key (which listings show), or renews
+	// the time of an existing link (CollectPlan.LinkedBefore), keeping its
+	// first key. A new record counts as claimed at its CreatedAt. It
+	// returns the Nar as stored: if its BlobKey
+	// is not n's, the caller's copy of the bytes is not needed. It returns
+	// ErrNotFound if the cache does not exist and ErrExists, storing
+	// nothing, if another Nar is linked to the cache under key.
 	AddNar(ctx context.Context, cacheID int64, n Nar, key string) (Nar, error)
+	// LinkNar links the Nar with file hash fileHash to the cache under key
+	// as AddNar does, if that Nar exists and is not Missing, and returns
+	// it; otherwise it returns ErrNotFound.
+	LinkNar(ctx context.Context, cacheID int64, fileHash, key string) (Nar, error)
+	// SetNarMissing sets Missing on the Nar with file hash fileHash, if its
+	// BlobKey is blobKey, and returns ErrNotFound otherwise.
+	SetNarMissing(ctx context.Context, fileHash, blobKey string, missing bool) error
+	// ListNars returns up to limit Nars linked to the cache (to any cache
+	// if cacheID is 0) whose file hashes sort after after, ordered by file
+	// hash.
+	ListNars(ctx context.Context, cacheID int64, after string, limit int) ([]Nar, error)
 	// UnlinkNar removes the link of the Nar with file hash fileHash to the
 	// cache, and with it every narinfo of the cache that serves it, and
 	// returns the hashes of those narinfos, in no particular order. The Nar
@@ -530,17 +562,25 @@ type GCStore interface {
 	// closures. It returns ErrNotFound if the cache does not exist.
 	Collect(ctx context.Context, plan CollectPlan) (CollectResult, error)
 	// UnusedNars removes, and returns, up to limit Nar records that no cache
-	// links to and that were created before before, so that the caller
-	// deletes their blobs (a dry run only returns them). Should the caller
-	// stop before deleting them, the blobs stay without records, for a sweep
-	// of the blob store to find.
+	// links to, that were created before before and that no upload claims
+	// now (see ClaimNar), so that the caller deletes their
+	// blobs (a dry run only returns them). Should the caller stop before
+	// deleting them, the blobs stay without records, for OrphanBlobs to
+	// find.
 	UnusedNars(ctx context.Context, before time.Time, limit int, dryRun bool) ([]Nar, error)
-	// ForgetNars removes the records of the Nars with the given file hashes
-	// that no cache links to, and returns the file hashes it removed. A
-	// collection lists unused Nars with a dry run of UnusedNars, deletes
-	// their blobs and then forgets them, so that a crash in between leaves
-	// records for the next collection to finish, never blobs without them.
-	ForgetNars(ctx context.Context, fileHashes []string) ([]string, error)
+	// OrphanBlobs keeps the account of blobs no record holds, for a sweep
+	// of the blob store. keys were listed from the blob store at at. Of
+	// them, those that a Nar, Object or Part names as its BlobKey are
+	// forgotten as orphans; the others are noted as orphans seen at at
+	// (the first sighting is kept). It returns those of the others first
+	// seen before before, in no particular order: orphans for at least as
+	// long, which the caller may delete. A dry run changes nothing. Blob
+	// keys are never reused, so a blob that has been an orphan for longer
+	// than any upload takes to record it stays one.
+	OrphanBlobs(ctx context.Context, keys []string, at, before time.Time, dryRun bool) ([]string, error)
+	// PruneOrphans forgets the orphans not seen since before: blobs that
+	// are gone. A sweep calls it once it has listed the whole blob store.
+	PruneOrphans(ctx context.Context, before time.Time) error
 	// StaleUploads returns up to limit multipart uploads created before
 	// before, in every cache.
 	StaleUploads(ctx context.Context, before time.Time, limit int) ([]Upload, error)

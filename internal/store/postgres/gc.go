@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -92,20 +91,21 @@ func (s *Store) Usage(ctx context.Context, cacheID int64) (paths, bytes int64, e
 }
 
 // unusedNarsSQL selects the IDs of up to $2 Nars no cache links to,
-// created before $1, oldest first.
-const unusedNarsSQL = `SELECT n.id FROM nars n WHERE n.created_at < $1
+// created before $1 and claimed by no upload now, oldest first.
+const unusedNarsSQL = `SELECT n.id FROM nars n WHERE n.created_at < $1 AND n.claimed_until <= clock_timestamp()
 	AND NOT EXISTS (SELECT 1 FROM cache_nars cn WHERE cn.nar_id = n.id)
 	ORDER BY n.created_at, n.file_hash LIMIT $2`
 
 // UnusedNars removes, unless dryRun, and returns up to limit Nar records
-// that no cache links to and that were created before before, ordered by
+// that no cache links to, that were created before before and that no
+// upload claims now, ordered by
 // creation and file hash. A record kept to the second is before before if
 // its second starts before it.
 //
 // The Nars are locked, skipping those that a transaction linking them
 // holds, and checked again, in a statement of their own, before they are
-// removed: a link committed in between is seen, and no link can be made
-// once they are locked.
+// removed: a link committed in between is seen, and no link or claim can
+// be made once they are locked.
 func (s *Store) UnusedNars(ctx context.Context, before time.Time, limit int, dryRun bool) ([]store.Nar, error) {
 	if limit <= 0 {
 		return nil, nil
@@ -140,21 +140,6 @@ func (s *Store) UnusedNars(ctx context.Context, before time.Time, limit int, dry
 		return nil, fmt.Errorf("unused nars created before %v: %w", before, translate(err))
 	}
 	return list, nil
-}
-
-// ForgetNars removes the records of the Nars with the given file hashes
-// that no cache links to, and returns their file hashes.
-func (s *Store) ForgetNars(ctx context.Context, fileHashes []string) ([]string, error) {
-	if len(fileHashes) == 0 {
-		return nil, nil
-	}
-	gone, err := collect(ctx, s, pgx.RowTo[string], `DELETE FROM nars n WHERE n.file_hash = ANY($1)
-		AND NOT EXISTS (SELECT 1 FROM cache_nars cn WHERE cn.nar_id = n.id) RETURNING n.file_hash`, fileHashes)
-	if err != nil {
-		return nil, fmt.Errorf("forget nars: %w", translate(err))
-	}
-	slices.Sort(gone)
-	return gone, nil
 }
 
 // secondsBefore returns the time below which a time kept to the second is

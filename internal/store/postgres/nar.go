@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -13,21 +12,21 @@ import (
 )
 
 const (
-	narColumns = `n.file_hash, n.file_size, n.compression, n.nar_hash, n.nar_size, n.md5, n.blob_key, n.created_at`
+	narColumns = `n.file_hash, n.file_size, n.compression, n.nar_hash, n.nar_size, n.md5, n.blob_key, n.created_at, n.missing`
 
 	narSQL = `SELECT ` + narColumns + ` FROM nars n WHERE n.file_hash = $1`
 
 	// cacheNarSQL finds the Nar by its unique file hash, then the link by
 	// the primary key of cache_nars; the time is the link's.
-	cacheNarSQL = `SELECT n.file_hash, n.file_size, n.compression, n.nar_hash, n.nar_size, n.md5, n.blob_key, cn.created_at
-		FROM nars n JOIN cache_nars cn ON cn.nar_id = n.id AND cn.cache_id = $1
+	cacheNarSQL = `SELECT n.file_hash, n.file_size, n.compression, n.nar_hash, n.nar_size, n.md5, n.blob_key, cn.created_at,
+		n.missing FROM nars n JOIN cache_nars cn ON cn.nar_id = n.id AND cn.cache_id = $1
 		WHERE n.file_hash = $2`
 )
 
 // narDest returns the scan destinations of narColumns for n, with the
 // creation time going to created.
 func narDest(n *store.Nar, created *time.Time) []any {
-	return []any{&n.FileHash, &n.FileSize, &n.Compression, &n.NarHash, &n.NarSize, &n.MD5, &n.BlobKey, created}
+	return []any{&n.FileHash, &n.FileSize, &n.Compression, &n.NarHash, &n.NarSize, &n.MD5, &n.BlobKey, created, &n.Missing}
 }
 
 // scanNar reads a row of narColumns.
@@ -57,28 +56,47 @@ func (s *Store) CacheNar(ctx context.Context, cacheID int64, fileHash string) (s
 	return n, nil
 }
 
-// AddNar records n unless a Nar with its file hash exists, links that Nar to
-// the cache under key unless it is linked already, and returns it. A zero
-// n.CreatedAt is set to the current time. It returns store.ErrNotFound if
-// the cache does not exist (the link's foreign key says so) and
-// store.ErrExists if another Nar of the cache is linked under key.
+// ClaimNar keeps the Nar from UnusedNars until ttl from now by the
+// server's clock, unless it is kept longer already, and returns it, or
+// store.ErrNotFound if there is none or it is missing. The update locks the
+// row: UnusedNars, which locks what it removes, either removed the record
+// before or waits for the claim and sees it.
+func (s *Store) ClaimNar(ctx context.Context, fileHash string, ttl time.Duration) (store.Nar, error) {
+	n, err := one(ctx, s, scanNar, `UPDATE nars n
+		SET claimed_until = greatest(n.claimed_until, clock_timestamp() + $2::bigint * interval '1 microsecond')
+		WHERE n.file_hash = $1 AND NOT n.missing RETURNING `+narColumns, fileHash, ttl.Microseconds())
+	if err != nil {
+		return store.Nar{}, fmt.Errorf("claim nar %s: %w", fileHash, translate(err))
+	}
+	return n, nil
+}
+
+// AddNar records n unless a Nar with its file hash exists (replacing a
+// missing one that has another blob key), links the Nar to the cache under
+// key or renews its link, and returns it. A zero n.CreatedAt is
+// set to the current time. It returns store.ErrNotFound if the cache does
+// not exist (the link's foreign key says so) or the missing Nar has n's
+// blob key, and store.ErrExists if another Nar of the cache is linked
+// under key.
 //
-// The Nar is read with a key share lock, which keeps UnusedNars from
-// removing it until the link is committed; should UnusedNars have removed
-// it since the insert found it, it is inserted again.
+// The row of the Nar is locked by the upsert: UnusedNars either removed it
+// before (the upsert then inserts it again) or waits and finds it linked.
 func (s *Store) AddNar(ctx context.Context, cacheID int64, n store.Nar, key string) (store.Nar, error) {
 	n.CreatedAt = orNow(n.CreatedAt)
 	var stored store.Nar
 	err := s.tx(ctx, func(tx pgx.Tx) error {
-		id, err := lockNar(ctx, tx, n, &stored)
+		_, err := tx.Exec(ctx, `
+			INSERT INTO nars (file_hash, file_size, compression, nar_hash, nar_size, md5, blob_key, created_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+			ON CONFLICT (file_hash) DO UPDATE SET file_size = excluded.file_size,
+				compression = excluded.compression, nar_hash = excluded.nar_hash, nar_size = excluded.nar_size,
+				md5 = excluded.md5, blob_key = excluded.blob_key, created_at = excluded.created_at, missing = false
+			WHERE nars.missing AND nars.blob_key <> excluded.blob_key`,
+			n.FileHash, n.FileSize, n.Compression, n.NarHash, n.NarSize, n.MD5, n.BlobKey, n.CreatedAt)
 		if err != nil {
 			return err
 		}
-		// The conflict target keeps the first key of a relinked Nar while a
-		// key taken by another Nar remains an error.
-		_, err = tx.Exec(ctx, `
-			INSERT INTO cache_nars (cache_id, nar_id, key, created_at) VALUES ($1, $2, $3, $4)
-			ON CONFLICT (cache_id, nar_id) DO NOTHING`, cacheID, id, key, now())
+		stored, err = linkNar(ctx, tx, cacheID, n.FileHash, key, now())
 		return err
 	})
 	if err != nil {
@@ -87,28 +105,70 @@ func (s *Store) AddNar(ctx context.Context, cacheID int64, n store.Nar, key stri
 	return stored, nil
 }
 
-// lockNar records n unless a Nar with its file hash exists, reads that Nar
-// into stored with a key share lock and returns its ID.
-func lockNar(ctx context.Context, tx pgx.Tx, n store.Nar, stored *store.Nar) (int64, error) {
-	for attempt := 1; ; attempt++ {
-		_, err := tx.Exec(ctx, `
-			INSERT INTO nars (file_hash, file_size, compression, nar_hash, nar_size, md5, blob_key, created_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (file_hash) DO NOTHING`,
-			n.FileHash, n.FileSize, n.Compression, n.NarHash, n.NarSize, n.MD5, n.BlobKey, n.CreatedAt)
-		if err != nil {
-			return 0, err
-		}
-		// A statement of its own, so that it sees a Nar another transaction
-		// committed while the insert waited for it.
-		var id int64
-		err = tx.QueryRow(ctx, `SELECT n.id, `+narColumns+` FROM nars n WHERE n.file_hash = $1 FOR KEY SHARE`,
-			n.FileHash).Scan(append([]any{&id}, narDest(stored, &stored.CreatedAt)...)...)
-		if errors.Is(err, pgx.ErrNoRows) && attempt < maxAttempts {
-			continue // removed by UnusedNars since the insert
-		}
-		stored.CreatedAt = stored.CreatedAt.UTC()
-		return id, err
+// LinkNar links the Nar with file hash fileHash to the cache under key, or
+// renews its link, if the Nar exists and is not missing, and returns it;
+// otherwise it returns store.ErrNotFound.
+func (s *Store) LinkNar(ctx context.Context, cacheID int64, fileHash, key string) (store.Nar, error) {
+	var stored store.Nar
+	err := s.tx(ctx, func(tx pgx.Tx) error {
+		var err error
+		stored, err = linkNar(ctx, tx, cacheID, fileHash, key, now())
+		return err
+	})
+	if err != nil {
+		return store.Nar{}, fmt.Errorf("link nar %s to cache %d: %w", fileHash, cacheID, translate(err))
 	}
+	return stored, nil
+}
+
+// linkNar links the Nar with file hash fileHash, unless it is missing, to
+// the cache under key or renews the time of its link to at, and returns
+// it. The Nar is read with a key share lock, which keeps UnusedNars from
+// removing it until the link is committed.
+func linkNar(ctx context.Context, tx pgx.Tx, cacheID int64, fileHash, key string, at time.Time) (store.Nar, error) {
+	var stored store.Nar
+	var id int64
+	err := tx.QueryRow(ctx, `SELECT n.id, `+narColumns+` FROM nars n WHERE n.file_hash = $1 AND NOT n.missing
+		FOR KEY SHARE`, fileHash).Scan(append([]any{&id}, narDest(&stored, &stored.CreatedAt)...)...)
+	if err != nil {
+		return store.Nar{}, err
+	}
+	stored.CreatedAt = stored.CreatedAt.UTC()
+	// The conflict target keeps the first key of a relinked Nar while a
+	// key taken by another Nar remains an error.
+	_, err = tx.Exec(ctx, `
+		INSERT INTO cache_nars (cache_id, nar_id, key, created_at) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (cache_id, nar_id) DO UPDATE SET created_at = excluded.created_at`, cacheID, id, key, at)
+	return stored, err
+}
+
+// SetNarMissing sets the missing flag of the Nar with file hash fileHash
+// if its blob key is blobKey, or returns store.ErrNotFound.
+func (s *Store) SetNarMissing(ctx context.Context, fileHash, blobKey string, missing bool) error {
+	n, err := s.exec(ctx, `UPDATE nars SET missing = $3 WHERE file_hash = $1 AND blob_key = $2`,
+		fileHash, blobKey, missing)
+	if err == nil {
+		err = checkRowAffected(n)
+	}
+	if err != nil {
+		return fmt.Errorf("mark nar %s missing: %w", fileHash, translate(err))
+	}
+	return nil
+}
+
+// ListNars returns up to limit Nars linked to the cache (any cache if
+// cacheID is 0) with file hashes after after, in file hash order.
+func (s *Store) ListNars(ctx context.Context, cacheID int64, after string, limit int) ([]store.Nar, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	list, err := collect(ctx, s, scanNar, `SELECT `+narColumns+` FROM nars n WHERE n.file_hash > $1
+		AND EXISTS (SELECT 1 FROM cache_nars cn WHERE cn.nar_id = n.id AND ($2 = 0 OR cn.cache_id = $2))
+		ORDER BY n.file_hash LIMIT $3`, after, cacheID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list nars of cache %d: %w", cacheID, translate(err))
+	}
+	return list, nil
 }
 
 // UnlinkNar removes the link of the Nar with file hash fileHash to the

@@ -178,7 +178,7 @@ func writeNarInfo(ctx context.Context, tx pgx.Tx, m store.NarInfo, insert bool) 
 	var narID int64
 	err := tx.QueryRow(ctx, `SELECT n.id FROM nars n
 		JOIN cache_nars cn ON cn.nar_id = n.id AND cn.cache_id = $1
-		WHERE n.file_hash = $2`, m.CacheID, m.FileHash).Scan(&narID)
+		WHERE n.file_hash = $2 AND NOT n.missing`, m.CacheID, m.FileHash).Scan(&narID)
 	if err != nil {
 		return fmt.Errorf("nar %s: %w", m.FileHash, translate(err))
 	}

@@ -152,6 +152,7 @@ CREATE TABLE parts (
 );
 `,
 	migration2,
+	migration3,
 }
 
 // migration2 adds what garbage collection needs: the policy and last
@@ -213,6 +214,27 @@ CREATE TABLE leases (
 	holder     text NOT NULL,
 	expires_at timestamptz NOT NULL
 );
+`
+
+// migration3 adds what keeps blobs safe from, and reachable by, garbage
+// collection: until when an upload claims a Nar (claimed_until, by the
+// server's clock; the epoch until one does), whether its blob was found missing, indexes that find
+// the record naming a blob key, and the orphans a sweep of the blob store
+// has seen (blobs no record names), with their first and last sightings.
+const migration3 = `
+ALTER TABLE nars
+	ADD COLUMN claimed_until timestamptz NOT NULL DEFAULT 'epoch',
+	ADD COLUMN missing    boolean     NOT NULL DEFAULT false;
+CREATE INDEX nars_blob_key ON nars (blob_key);
+CREATE INDEX objects_blob_key ON objects (blob_key);
+CREATE INDEX parts_blob_key ON parts (blob_key);
+
+CREATE TABLE orphan_blobs (
+	blob_key   text PRIMARY KEY,
+	first_seen timestamptz NOT NULL,
+	last_seen  timestamptz NOT NULL
+);
+CREATE INDEX orphan_blobs_last_seen ON orphan_blobs (last_seen);
 `
 
 // migrateLock is the key of the transaction-level advisory lock migrate

@@ -108,7 +108,8 @@ func (s *Store) Usage(ctx context.Context, cacheID int64) (paths, bytes int64, e
 }
 
 // UnusedNars removes, unless dryRun, and returns up to limit Nar records
-// that no cache links to and that were created before before, ordered by
+// that no cache links to, that were created before before and that no
+// upload claims now, ordered by
 // creation and file hash. A record kept to the second is before before if
 // its second starts before it. Writes are serialised, so no link can be
 // made to a Nar between the check and the removal.
@@ -116,14 +117,14 @@ func (s *Store) UnusedNars(ctx context.Context, before time.Time, limit int, dry
 	if limit <= 0 {
 		return nil, nil
 	}
-	const unused = `SELECT n.id FROM nars n WHERE n.created_at < ?1
+	const unused = `SELECT n.id FROM nars n WHERE n.created_at < ?1 AND n.claimed_until <= ?3
 		AND NOT EXISTS (SELECT 1 FROM cache_nars cn WHERE cn.nar_id = n.id)
 		ORDER BY n.created_at, n.file_hash LIMIT ?2`
 	var list []store.Nar
 	read := func(q interface {
 		QueryContext(context.Context, string, ...any) (*sql.Rows, error)
 	}, query string) error {
-		rows, err := q.QueryContext(ctx, query, secondsBefore(before), limit)
+		rows, err := q.QueryContext(ctx, query, secondsBefore(before), limit, time.Now().Unix())
 		if err != nil {
 			return err
 		}
@@ -136,8 +137,7 @@ func (s *Store) UnusedNars(ctx context.Context, before time.Time, limit int, dry
 	} else {
 		err = s.write(ctx, func(tx *sql.Tx) error {
 			// RETURNING names columns without a table.
-			return read(tx, `DELETE FROM nars WHERE id IN (`+unused+`) RETURNING
-				file_hash, file_size, compression, nar_hash, nar_size, md5, blob_key, created_at`)
+			return read(tx, `DELETE FROM nars WHERE id IN (`+unused+`) RETURNING `+narReturning)
 		})
 	}
 	if err != nil {
@@ -145,33 +145,6 @@ func (s *Store) UnusedNars(ctx context.Context, before time.Time, limit int, dry
 	}
 	sortNars(list)
 	return list, nil
-}
-
-// ForgetNars removes the records of the Nars with the given file hashes
-// that no cache links to, and returns their file hashes.
-func (s *Store) ForgetNars(ctx context.Context, fileHashes []string) ([]string, error) {
-	if len(fileHashes) == 0 {
-		return nil, nil
-	}
-	list, err := encodeList(fileHashes)
-	if err != nil {
-		return nil, fmt.Errorf("forget nars: %w", err)
-	}
-	var gone []string
-	err = s.write(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `DELETE FROM nars WHERE file_hash IN (SELECT value FROM json_each(?))
-			AND NOT EXISTS (SELECT 1 FROM cache_nars cn WHERE cn.nar_id = nars.id) RETURNING file_hash`, list)
-		if err != nil {
-			return err
-		}
-		gone, err = scanStrings(rows)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("forget nars: %w", err)
-	}
-	slices.Sort(gone)
-	return gone, nil
 }
 
 // secondsBefore returns the unix second below which a time kept to the

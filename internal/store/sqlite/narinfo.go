@@ -92,7 +92,7 @@ func putNarInfo(ctx context.Context, tx *sql.Tx, ni store.NarInfo, merge func(ol
 	var narID int64
 	err = tx.QueryRowContext(ctx, `SELECT n.id FROM nars n
 		JOIN cache_nars cn ON cn.nar_id = n.id AND cn.cache_id = ?
-		WHERE n.file_hash = ?`, m.CacheID, m.FileHash).Scan(&narID)
+		WHERE n.file_hash = ? AND n.missing = 0`, m.CacheID, m.FileHash).Scan(&narID)
 	if err != nil {
 		return store.NarInfo{}, fmt.Errorf("nar %s: %w", m.FileHash, translate(err))
 	}

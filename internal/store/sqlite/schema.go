@@ -96,6 +96,7 @@ CREATE TABLE files (
 `,
 	migration2,
 	migration3,
+	migration4,
 }
 
 // migration2 adds what the S3 API needs: S3 access keys and token scopes
@@ -245,6 +246,26 @@ CREATE TABLE leases (
 	holder     TEXT    NOT NULL,
 	expires_at INTEGER NOT NULL
 ) STRICT, WITHOUT ROWID;
+`
+
+// migration4 adds what keeps blobs safe from, and reachable by, garbage
+// collection: until when an upload claims a Nar (claimed_until, unix
+// seconds; 0 until one does), whether its blob was found missing, indexes that find
+// the record naming a blob key, and the orphans a sweep of the blob store
+// has seen (blobs no record names), with their first and last sightings.
+const migration4 = `
+ALTER TABLE nars ADD COLUMN claimed_until INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE nars ADD COLUMN missing INTEGER NOT NULL DEFAULT 0 CHECK (missing IN (0, 1));
+CREATE INDEX nars_blob_key ON nars (blob_key);
+CREATE INDEX objects_blob_key ON objects (blob_key);
+CREATE INDEX parts_blob_key ON parts (blob_key);
+
+CREATE TABLE orphan_blobs (
+	blob_key   TEXT    PRIMARY KEY,
+	first_seen INTEGER NOT NULL,
+	last_seen  INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+CREATE INDEX orphan_blobs_last_seen ON orphan_blobs (last_seen);
 `
 
 // migrate brings the schema of db to the newest version, applying the

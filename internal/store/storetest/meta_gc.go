@@ -21,7 +21,7 @@ var gcTests = []metaTest{
 	{"UsageMissing", testUsageMissing},
 	{"UnusedNars", testUnusedNars},
 	{"UnusedNarsBoundary", testUnusedNarsBoundary},
-	{"ForgetNars", testForgetNars},
+	{"UnusedNarsClaimed", testUnusedNarsClaimed},
 	{"StaleUploads", testStaleUploads},
 	{"Lease", testLease},
 	{"LeaseExpires", testLeaseExpires},
@@ -292,23 +292,36 @@ func testUnusedNarsBoundary(t *testing.T, s store.MetaStore) {
 	mustNars(t, "unused nars created before just after the first", list, nars["u1"])
 }
 
-func testForgetNars(t *testing.T, s store.MetaStore) {
+func testUnusedNarsClaimed(t *testing.T, s store.MetaStore) {
 	ctx := t.Context()
 	nars := unusedFixture(t, s)
-	// u1 and u3 are unused, l1 is linked; unknown was never recorded.
-	gone, err := s.ForgetNars(ctx, []string{nars["u1"].FileHash, nars["u3"].FileHash, nars["l1"].FileHash, storeHash("unknown")})
-	mustOK(t, "forget nars", err)
-	mustHashes(t, "forgotten", gone, slices.Sorted(slices.Values([]string{nars["u1"].FileHash, nars["u3"].FileHash})))
-	for seed, n := range nars {
-		_, err := s.GetNar(ctx, n.FileHash)
-		if seed == "u1" || seed == "u3" {
-			mustNotFound(t, "get forgotten nar "+seed, err)
-		} else {
-			mustOK(t, "get nar "+seed, err)
-		}
-	}
-	if gone, err := s.ForgetNars(ctx, nil); err != nil || len(gone) != 0 {
-		t.Fatalf("forget no nars: %v, %v", gone, err)
+	u1, u2 := nars["u1"], nars["u2"]
+	future := time.Now().Add(100 * 365 * 24 * time.Hour) // every unused Nar is old enough
+	got, err := s.ClaimNar(ctx, u1.FileHash, time.Hour)
+	mustOK(t, "claim nar", err)
+	mustNar(t, "claim nar", got, u1)
+	// A shorter claim does not cut a longer one short.
+	_, err = s.ClaimNar(ctx, u1.FileHash, 0)
+	mustOK(t, "claim nar briefly", err)
+	_, err = s.ClaimNar(ctx, u2.FileHash, time.Second)
+	mustOK(t, "claim another nar for a second", err)
+	list, err := s.UnusedNars(ctx, future, 10, true)
+	mustOK(t, "unused nars while claimed, dry run", err)
+	mustNars(t, "unused nars while claimed, dry run", list, nars["u3"])
+	list, err = s.UnusedNars(ctx, future, 10, false)
+	mustOK(t, "unused nars while claimed", err)
+	mustNars(t, "unused nars while claimed", list, nars["u3"])
+	// Once the second is over (stores may round claims up to the second).
+	time.Sleep(2100 * time.Millisecond)
+	list, err = s.UnusedNars(ctx, future, 10, false)
+	mustOK(t, "unused nars once a claim ended", err)
+	mustNars(t, "unused nars once a claim ended", list, u2)
+	_, err = s.ClaimNar(ctx, u2.FileHash, time.Hour)
+	mustNotFound(t, "claim a removed nar", err)
+	_, err = s.ClaimNar(ctx, fileHash("unknown"), time.Hour)
+	mustNotFound(t, "claim an unknown nar", err)
+	if _, err := s.GetNar(ctx, u1.FileHash); err != nil {
+		t.Fatalf("the claimed nar was removed: %v", err)
 	}
 }
 

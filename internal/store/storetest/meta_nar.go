@@ -22,6 +22,11 @@ var narTests = []metaTest{
 	{"NarKeyPerCache", testNarKeyPerCache},
 	{"NarRelinkKeepsKey", testNarRelinkKeepsKey},
 	{"NarKeyTaken", testNarKeyTaken},
+	{"NarRelinkRenewsLink", testNarRelinkRenewsLink},
+	{"NarLink", testNarLink},
+	{"NarSetMissing", testNarSetMissing},
+	{"NarMissingReplaced", testNarMissingReplaced},
+	{"NarList", testNarList},
 }
 
 func testNarAddGet(t *testing.T, s store.MetaStore) {
