@@ -83,6 +83,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error
 func Limits(cfg config.Config) service.Limits {
 	return service.Limits{
 		MaxNarInfoSize: int64(cfg.MaxNarInfoSize),
+		MaxSignatures:  cfg.MaxSignatures,
 		MaxUploadSize:  int64(cfg.MaxUploadSize),
 		MaxNarSize:     int64(cfg.MaxNarSize),
 		MaxFileSize:    int64(cfg.MaxFileSize),

@@ -38,7 +38,8 @@ type Config struct {
 	LogLevel  string `toml:"log_level" help:"log level: debug, info, warn or error"`
 	LogFormat string `toml:"log_format" help:"log format: text or json"`
 
-	MaxNarInfoSize        ByteSize `toml:"max_narinfo_size" help:"largest narinfo accepted"`
+	MaxNarInfoSize        ByteSize `toml:"max_narinfo_size" help:"largest narinfo accepted, or kept once signatures are merged into it"`
+	MaxSignatures         int      `toml:"max_signatures" help:"most signatures a narinfo keeps, besides the cache's own"`
 	MaxUploadSize         ByteSize `toml:"max_upload_size" help:"largest compressed NAR accepted"`
 	MaxNarSize            ByteSize `toml:"max_nar_size" help:"largest uncompressed NAR accepted"`
 	MaxFileSize           ByteSize `toml:"max_file_size" help:"largest listing, log, realisation or debuginfo file accepted"`
@@ -66,6 +67,7 @@ func Default() Config {
 		LogLevel:              "info",
 		LogFormat:             "text",
 		MaxNarInfoSize:        1 << 20,
+		MaxSignatures:         16,
 		MaxUploadSize:         32 << 30,
 		MaxNarSize:            32 << 30,
 		MaxFileSize:           64 << 20,
@@ -130,6 +132,9 @@ func (c *Config) Validate() error {
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		bad("log_format: %q is not text or json", c.LogFormat)
+	}
+	if c.MaxSignatures < 1 {
+		bad("max_signatures: must be at least 1")
 	}
 	for name, v := range map[string]ByteSize{
 		"max_narinfo_size": c.MaxNarInfoSize, "max_upload_size": c.MaxUploadSize,

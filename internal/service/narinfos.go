@@ -22,7 +22,10 @@ import (
 // If the cache already has a narinfo for the path, the first upload wins: an
 // upload with the same NarHash, NarSize and References only adds the
 // signatures it carries; one that differs is refused with CodeConflict.
-// PutNarInfo reports whether the narinfo is new.
+// A narinfo keeps at most Limits.MaxSignatures signatures besides the
+// cache's own, and its rendering at most Limits.MaxNarInfoSize bytes: an
+// upload that would pass either is refused with CodeTooLarge and changes
+// nothing. PutNarInfo reports whether the narinfo is new.
 func (s *Service) PutNarInfo(ctx context.Context, c Cache, key nixkey.Key, body []byte) (bool, error) {
 	if key.Kind != nixkey.NarInfo {
 		return false, errorf(CodeInvalid, "%s is not a narinfo key", key)
@@ -34,18 +37,21 @@ func (s *Service) PutNarInfo(ctx context.Context, c Cache, key nixkey.Key, body 
 	if err != nil {
 		return false, &Error{Code: CodeInvalid, Msg: fmt.Sprintf("%s: %v", key, err)}
 	}
-	rec, err := s.checkNarInfo(ctx, c, key, ni)
+	rec, nar, err := s.checkNarInfo(ctx, c, key, ni)
 	if err != nil {
 		return false, err
 	}
 	created := false
 	_, err = s.meta.PutNarInfo(ctx, rec, func(old *store.NarInfo) (store.NarInfo, error) {
-		if old == nil {
-			created = true
-			return rec, nil
+		created = old == nil
+		m := rec
+		if old != nil {
+			var err error
+			if m, err = mergeNarInfo(*old, rec); err != nil {
+				return m, err
+			}
 		}
-		created = false
-		return mergeNarInfo(*old, rec)
+		return m, s.checkBounds(c, key, m, nar)
 	})
 	if errors.Is(err, store.ErrNotFound) {
 		return false, narMissing(key, ni.URL, c)
@@ -74,11 +80,30 @@ func narMissing(key nixkey.Key, url string, c Cache) *Error {
 		Msg: fmt.Sprintf("%s: %s is not in cache %s; upload the NAR first", key, url, c.entry.Name)}
 }
 
+// checkBounds checks that a narinfo about to be stored keeps within the
+// limits on signatures and size. It is pure and quick: it runs within the
+// transaction that stores the narinfo.
+func (s *Service) checkBounds(c Cache, key nixkey.Key, m store.NarInfo, nar store.Nar) error {
+	if len(m.Sigs) > s.limits.MaxSignatures {
+		return errorf(CodeTooLarge, "%s would carry %d signatures, more than the limit of %d (max_signatures)",
+			key, len(m.Sigs), s.limits.MaxSignatures)
+	}
+	body, err := render(c, m, nar)
+	if err != nil {
+		return err
+	}
+	if int64(len(body)) > s.limits.MaxNarInfoSize {
+		return errorf(CodeTooLarge, "%s would be %d bytes as served, more than the limit of %d (max_narinfo_size)",
+			key, len(body), s.limits.MaxNarInfoSize)
+	}
+	return nil
+}
+
 // checkNarInfo checks an uploaded narinfo against its key and the NAR file it
-// names, and returns the record to store.
-func (s *Service) checkNarInfo(ctx context.Context, c Cache, key nixkey.Key, ni *narinfo.NarInfo) (store.NarInfo, error) {
-	bad := func(format string, args ...any) (store.NarInfo, error) {
-		return store.NarInfo{}, errorf(CodeInvalid, "%s: "+format, append([]any{key}, args...)...)
+// names, and returns the record to store and that NAR file.
+func (s *Service) checkNarInfo(ctx context.Context, c Cache, key nixkey.Key, ni *narinfo.NarInfo) (store.NarInfo, store.Nar, error) {
+	bad := func(format string, args ...any) (store.NarInfo, store.Nar, error) {
+		return store.NarInfo{}, store.Nar{}, errorf(CodeInvalid, "%s: "+format, append([]any{key}, args...)...)
 	}
 	if h := ni.HashPart(); h != key.Hash {
 		return bad("StorePath %s does not have the hash %s the key names", ni.StorePath, key.Hash)
@@ -88,17 +113,17 @@ func (s *Service) checkNarInfo(ctx context.Context, c Cache, key nixkey.Key, ni 
 		return bad("URL %q is not of the form nar/<file hash>.nar[.ext]", ni.URL)
 	}
 	if !compression.Supported(ni.Compression) {
-		return store.NarInfo{}, errorf(CodeUnsupported, "%s: larder does not support Compression %s", key, ni.Compression)
+		return store.NarInfo{}, store.Nar{}, errorf(CodeUnsupported, "%s: larder does not support Compression %s", key, ni.Compression)
 	}
 	if want := narExt(ni.Compression); want != urlKey.Ext {
 		return bad("URL %s does not end in .nar%s as Compression %s needs", ni.URL, want, ni.Compression)
 	}
 	nar, err := s.meta.CacheNar(ctx, c.entry.ID, urlKey.Hash)
 	if errors.Is(err, store.ErrNotFound) || err == nil && nar.Missing {
-		return store.NarInfo{}, narMissing(key, ni.URL, c)
+		return store.NarInfo{}, store.Nar{}, narMissing(key, ni.URL, c)
 	}
 	if err != nil {
-		return store.NarInfo{}, internal(err, "look up %s", ni.URL)
+		return store.NarInfo{}, store.Nar{}, internal(err, "look up %s", ni.URL)
 	}
 	switch {
 	case ni.Compression != nar.Compression:
@@ -125,7 +150,7 @@ func (s *Service) checkNarInfo(ctx context.Context, c Cache, key nixkey.Key, ni 
 		System:     ni.System,
 		CA:         ni.CA,
 		Sigs:       withoutKey(ni.Sigs, c.entry.key.Name()),
-	}, nil
+	}, nar, nil
 }
 
 // mergeNarInfo applies a re-upload to the stored narinfo of the same path.
@@ -195,10 +220,17 @@ func (s *Service) narInfo(ctx context.Context, c Cache, hash string) ([]byte, st
 		return nil, rec, errorf(CodeNotFound, "cache %s has no %s.narinfo (its NAR file was lost; upload it again)",
 			c.entry.Name, hash)
 	}
+	body, err := render(c, rec, nar)
+	return body, rec, err
+}
+
+// render renders the narinfo rec, which serves nar, signed with the
+// cache's key.
+func render(c Cache, rec store.NarInfo, nar store.Nar) ([]byte, error) {
 	fileHash, err1 := narinfo.ParseHash("sha256:" + nar.FileHash)
 	narHash, err2 := narinfo.ParseHash("sha256:" + rec.NarHash)
 	if err := errors.Join(err1, err2); err != nil {
-		return nil, rec, internal(err, "stored hashes of %s.narinfo", hash)
+		return nil, internal(err, "stored hashes of %s.narinfo", rec.Hash)
 	}
 	ni := &narinfo.NarInfo{
 		StorePath:   rec.StorePath,
@@ -215,5 +247,5 @@ func (s *Service) narInfo(ctx context.Context, c Cache, hash string) ([]byte, st
 		CA:          rec.CA,
 	}
 	ni.Sign(c.entry.key)
-	return ni.Bytes(), rec, nil
+	return ni.Bytes(), nil
 }

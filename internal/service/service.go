@@ -26,13 +26,20 @@ import (
 
 // Limits bound what an upload may be.
 type Limits struct {
-	MaxNarInfoSize int64   // bytes of a narinfo
+	MaxNarInfoSize int64   // bytes of a narinfo, as uploaded and as served
+	MaxSignatures  int     // signatures a narinfo keeps besides the cache's; 0: DefaultMaxSignatures
 	MaxUploadSize  int64   // bytes of a NAR file as uploaded
 	MaxNarSize     int64   // bytes of a NAR after decompression
 	MaxFileSize    int64   // bytes of a listing, log, realisation or debuginfo
 	MaxRatio       float64 // NarSize/FileSize once NarSize passes RatioFloor; 0: none
 	RatioFloor     int64
 }
+
+// DefaultMaxSignatures is how many signatures a narinfo keeps, besides the
+// cache's own, unless Limits.MaxSignatures says otherwise: enough for every
+// builder and re-signer a team has, few enough that merging the signatures
+// of re-uploads cannot grow a narinfo every substituter reads.
+const DefaultMaxSignatures = 16
 
 // Options configure a Service.
 type Options struct {
@@ -112,6 +119,9 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 	}
 	if s.gcGrace <= 0 {
 		s.gcGrace = DefaultGCGrace
+	}
+	if s.limits.MaxSignatures <= 0 {
+		s.limits.MaxSignatures = DefaultMaxSignatures
 	}
 	if err := s.Sync(ctx); err != nil {
 		return nil, err
