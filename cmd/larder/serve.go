@@ -19,15 +19,11 @@ import (
 	"github.com/larder-cache/larder/internal/store"
 )
 
-func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	c, err := newCommand("serve", args, stderr)
-	if err != nil {
-		return err
-	}
-	if _, err := c.parse(args); err != nil {
-		return err
-	}
-	a, err := c.open(ctx, stderr)
+// serveCmd runs the server until SIGINT or SIGTERM.
+type serveCmd struct{ noFlags }
+
+func (serveCmd) run(ctx context.Context, e *env, _ []string) error {
+	a, err := e.open(ctx)
 	if err != nil {
 		return err
 	}
@@ -76,7 +72,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// the reads recorded since the last flush are written.
 	defer func() { cancel(); <-ran }()
 
-	if err := printWelcome(ctx, stdout, a); err != nil {
+	if err := printWelcome(ctx, e.stdout, a); err != nil {
 		return err
 	}
 	a.Log.Info("serving", "listen", ln.Addr().String(), "url", cfg.PublicURL, "data", cfg.Data)
