@@ -9,7 +9,7 @@ import (
 )
 
 // checkConfigCmd validates the configuration without starting anything,
-// and prints every setting as it applies.
+// and prints every setting as it applies, secrets hidden.
 type checkConfigCmd struct{ noFlags }
 
 func (checkConfigCmd) run(_ context.Context, e *env, _ []string) error {
@@ -18,7 +18,7 @@ func (checkConfigCmd) run(_ context.Context, e *env, _ []string) error {
 	e.cfg.Flags(values)
 	fmt.Fprintln(e.stdout, "configuration is valid")
 	for _, s := range config.Settings() {
-		fmt.Fprintf(e.stdout, "  %s = %s\n", s.Name, values.Lookup(s.Flag).Value.String())
+		fmt.Fprintf(e.stdout, "  %s = %s\n", s.Name, config.Redact(s.Name, values.Lookup(s.Flag).Value.String()))
 	}
 	return nil
 }

@@ -8,7 +8,7 @@ package main
 var table = []*command{
 	{name: "serve", summary: "run the server", helpSettings: true,
 		new: func() runner { return &serveCmd{} }},
-	{name: "check-config", summary: "validate the configuration and print it", helpSettings: true,
+	{name: "check-config", summary: "validate the configuration and print it, secrets hidden", helpSettings: true,
 		new: func() runner { return &checkConfigCmd{} }},
 
 	// Caches, tokens and pins.

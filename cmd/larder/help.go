@@ -120,7 +120,7 @@ func printSettingFlags(w io.Writer) {
 	for _, s := range config.Settings() {
 		fmt.Fprintf(w, "  --%s VALUE\n        %s\n        (%s in the file, %s", s.Flag, s.Help, s.Name, s.Env)
 		if s.Default != "" {
-			fmt.Fprintf(w, "; default %s", s.Default)
+			fmt.Fprintf(w, "; default %s", config.Redact(s.Name, s.Default))
 		}
 		fmt.Fprintln(w, ")")
 	}

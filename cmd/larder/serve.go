@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/larder-cache/larder/internal/app"
+	"github.com/larder-cache/larder/internal/config"
 	"github.com/larder-cache/larder/internal/nixhttp"
 	"github.com/larder-cache/larder/internal/s3api"
 	"github.com/larder-cache/larder/internal/store"
@@ -40,7 +41,7 @@ func (serveCmd) run(ctx context.Context, e *env, _ []string) error {
 	nix := nixhttp.New(a.Service, nixhttp.Options{
 		Logger:      a.Log.With("component", "http"),
 		BodyTimeout: time.Duration(cfg.BodyTimeout),
-		PublicURL:   cfg.PublicURL,
+		PublicURL:   config.Redact("public_url", cfg.PublicURL),
 		Metrics:     a.Metrics,
 	})
 	s3 := s3api.New(a.Service, s3api.Options{
@@ -75,7 +76,7 @@ func (serveCmd) run(ctx context.Context, e *env, _ []string) error {
 	if err := printWelcome(ctx, e.stdout, a); err != nil {
 		return err
 	}
-	a.Log.Info("serving", "listen", ln.Addr().String(), "url", cfg.PublicURL, "data", cfg.Data)
+	a.Log.Info("serving", "listen", ln.Addr().String(), "url", config.Redact("public_url", cfg.PublicURL), "data", cfg.Data)
 
 	errc := make(chan error, 1)
 	go func() {
@@ -129,7 +130,7 @@ func printWelcome(ctx context.Context, w io.Writer, a *app.App) error {
 	if err != nil {
 		return userError(err)
 	}
-	base := a.Config.PublicURL
+	base := config.Redact("public_url", a.Config.PublicURL)
 	host := base
 	if u, err := url.Parse(base); err == nil {
 		host = u.Hostname()
