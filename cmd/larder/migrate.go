@@ -8,15 +8,14 @@ import (
 )
 
 // migrateCmd applies pending schema migrations to the configured metadata
-// store without serving. Servers also apply them when they start.
+// store without serving. It opens nothing else, so it works while the blob
+// store is unreachable. Servers also apply the migrations when they start.
 type migrateCmd struct{ noFlags }
 
 func (migrateCmd) run(ctx context.Context, e *env, _ []string) error {
-	s, err := app.OpenStores(ctx, e.cfg)
-	if err != nil {
+	if err := app.MigrateMeta(ctx, e.cfg); err != nil {
 		return err
 	}
-	defer s.Close()
 	fmt.Fprintln(e.stdout, "the metadata schema is up to date")
 	return nil
 }

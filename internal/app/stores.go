@@ -113,6 +113,9 @@ func (s *Stores) Close() error { return s.meta.Close() }
 
 // OpenStores opens the stores of cfg (which must be validated), applying
 // pending schema migrations, and nothing else.
+//
+// Opening the blob store reaches it (an S3 bucket is checked), so a command
+// that needs only the metadata opens that alone: see MigrateMeta.
 func OpenStores(ctx context.Context, cfg config.Config) (*Stores, error) {
 	meta, err := openMeta(ctx, cfg)
 	if err != nil {
@@ -125,4 +128,15 @@ func OpenStores(ctx context.Context, cfg config.Config) (*Stores, error) {
 	}
 	m, b := stack(cfg, meta.MetaStore, blobs.BlobStore)
 	return &Stores{Meta: m, Blobs: b, meta: meta}, nil
+}
+
+// MigrateMeta applies pending schema migrations to the metadata store of
+// cfg (which must be validated). It opens nothing else, so the blob store
+// need not be reachable.
+func MigrateMeta(ctx context.Context, cfg config.Config) error {
+	meta, err := openMeta(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	return meta.Close()
 }
