@@ -48,6 +48,8 @@ var table = []*command{
 		summary: "copy an installation to other stores, verified",
 		new:     func() runner { return &migrateDataCmd{} }},
 
+	{name: "completion", usage: "bash", nargs: 1, noSettings: true, summary: "print a bash script that completes larder's commands",
+		new: func() runner { return completionCmd{} }},
 	{name: "version", noSettings: true, summary: "print larder's version",
 		new: func() runner { return versionCmd{} }},
 	{name: "help", usage: "[COMMAND | settings]", nargs: anyArgs, noSettings: true,

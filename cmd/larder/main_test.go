@@ -5,6 +5,7 @@ import (
 	"context"
 	"flag"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -56,10 +57,11 @@ func TestInapplicableFlags(t *testing.T) {
 		{[]string{"migrate-data", "--from", "a.toml", "--to", "b.toml"}, "--config=x.toml", "a settings flag"},
 		{[]string{"version"}, "--data=x", "a settings flag"},
 		{[]string{"help"}, "--verbose", "a flag of larder gc"},
+		{[]string{"completion", "bash"}, "--data=x", "a settings flag"},
 		{[]string{"cache", "list"}, "--no-such-flag", ""},
 	} {
 		args := append(append([]string{}, tc.args...), tc.flag)
-		if tc.args[0] != "migrate-data" && tc.args[0] != "version" && tc.args[0] != "help" {
+		if tc.args[0] != "migrate-data" && tc.args[0] != "version" && tc.args[0] != "help" && tc.args[0] != "completion" {
 			args = append(args, "--data", data)
 		}
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
@@ -125,6 +127,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"cache", "create", "x", "--private=maybe"}, "--private"},
 		{[]string{"gc", "--cache"}, "flag needs an argument: --cache"},
 		{[]string{"serve", "--max-upload-size", "lots"}, `invalid value "lots" for flag --max-upload-size`},
+		{[]string{"completion", "fish"}, `no completion for "fish"`},
 		{[]string{"help", "cache", "shred"}, `no command "cache shred"`},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
@@ -246,6 +249,40 @@ func TestParseArgs(t *testing.T) {
 		got, err := parseArgs(fs, tc.args)
 		if err != nil || !reflect.DeepEqual(got, tc.want) || *private != tc.private {
 			t.Errorf("parseArgs(%q) = %q, %v, private %v; want %q, private %v", tc.args, got, err, *private, tc.want, tc.private)
+		}
+	}
+}
+
+// TestBashCompletion: the completion script offers commands, the commands
+// of a group, and a command's own flags and the settings flags.
+func TestBashCompletion(t *testing.T) {
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Skip("no bash")
+	}
+	var script bytes.Buffer
+	writeBashCompletion(&script)
+	for _, tc := range []struct {
+		words []string
+		want  string
+	}{
+		{[]string{"larder", "ca"}, "cache"},
+		{[]string{"larder", "pin", ""}, "add list remove"},
+		{[]string{"larder", "cache", "create", "foo", "--pr"}, "--priority --private"},
+		{[]string{"larder", "cache", "list", "--pr"}, ""},
+		{[]string{"larder", "token", "create", "--pe"}, "--perm"},
+		{[]string{"larder", "gc", "--da"}, "--data"},
+		{[]string{"larder", "migrate-data", "--da"}, ""},
+	} {
+		cmd := exec.Command(bash, "-c", script.String()+`
+COMP_WORDS=("$@"); COMP_CWORD=$(( $# - 1 )); _larder; echo "${COMPREPLY[*]}"`, "bash")
+		cmd.Args = append(cmd.Args, tc.words...)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("bash: %v\n%s", err, out)
+		}
+		if got := strings.TrimSpace(string(out)); got != tc.want {
+			t.Errorf("completing %q: %q, want %q", tc.words, got, tc.want)
 		}
 	}
 }
