@@ -253,6 +253,19 @@ func TestParseArgs(t *testing.T) {
 	}
 }
 
+// TestREADMEListsEveryCommand: the README's CLI section shows each command.
+func TestREADMEListsEveryCommand(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range commands() {
+		if !strings.Contains(string(readme), "larder "+c.name) {
+			t.Errorf("README.md does not show larder %s", c.name)
+		}
+	}
+}
+
 // TestBashCompletion: the completion script offers commands, the commands
 // of a group, and a command's own flags and the settings flags.
 func TestBashCompletion(t *testing.T) {
