@@ -74,16 +74,18 @@ func TestCLIHostile(t *testing.T) {
 
 	cases := []cliHostileCase{
 		// Tokens.
-		{name: "token create without --perm", args: []string{"token", "create", "--cache", "main"}, exit: 1, says: "usage: larder token create"},
+		{name: "token create without --perm", args: []string{"token", "create", "--cache", "main"}, exit: 2, says: "usage: larder token create"},
 		{name: "token expiry not a duration", args: []string{"token", "create", "--cache", "main", "--perm", "read", "--expires", "soon"}, exit: 1, says: `expiry "soon" is not a positive duration`},
 		{name: "token expiry negative", args: []string{"token", "create", "--cache", "main", "--perm", "read", "--expires", "-5d"}, exit: 1, says: `expiry "-5d" is not a positive duration`},
 		{name: "token scope with traversal", args: []string{"token", "create", "--cache", "../etc", "--perm", "read"}, exit: 1, says: `scope "../etc" is not a cache name`},
 		{name: "S3 key scope an unclosed glob", args: []string{"token", "create", "--cache", "ci-[", "--perm", "write", "--s3"}, exit: 1, says: `scope "ci-[" is not a cache name`},
 		{name: "token for a missing cache", args: []string{"token", "create", "--cache", "nosuch", "--perm", "read"}, exit: 1, says: `no cache named "nosuch"`},
-		{name: "token create unknown flag", args: []string{"token", "create", "--cache", "main", "--perm", "read", "--forever"}, exit: 1, says: "flag provided but not defined: -forever"},
-		{name: "token revoke not a number", args: []string{"token", "revoke", "1;DROP TABLE tokens"}, exit: 1, says: "is not a number"},
+		{name: "token create unknown flag", args: []string{"token", "create", "--cache", "main", "--perm", "read", "--forever"}, exit: 2, says: "unknown flag --forever"},
+		{name: "token revoke not a number", args: []string{"token", "revoke", "1;DROP TABLE tokens"}, exit: 2, says: "is not a number"},
 		{name: "token revoke unknown ID", args: []string{"token", "revoke", "999999"}, exit: 1, says: "there is no token with ID 999999"},
-		{name: "token unknown subcommand", args: []string{"token", "steal"}, exit: 1, says: "unknown command: token steal"},
+		{name: "token unknown subcommand", args: []string{"token", "steal"}, exit: 2, says: "unknown command: token steal"},
+		{name: "token list with a flag of token create", args: []string{"token", "list", "--perm", "admin"}, exit: 2, says: "unknown flag --perm (a flag of larder token create"},
+		{name: "token revoke with a flag of token create", args: []string{"token", "revoke", "1", "--s3"}, exit: 2, says: "unknown flag --s3"},
 		// Caches.
 		{name: "cache name with traversal", args: []string{"cache", "create", "../evil"}, exit: 1, says: `cache name "../evil" is not valid`},
 		{name: "cache name with a reserved prefix", args: []string{"cache", "create", "xn--evil"}, exit: 1, says: "reserved"},
@@ -93,10 +95,16 @@ func TestCLIHostile(t *testing.T) {
 		{name: "cache retention not a duration", args: []string{"cache", "create", "keep", "--retention", "forever-ish"}, exit: 1, says: "--retention"},
 		{name: "cache update max size NaN", args: []string{"cache", "update", "main", "--max-size", "NaN"}, exit: 1, says: `--max-size: "NaN" is not a size`},
 		{name: "cache delete a missing cache", args: []string{"cache", "delete", "nosuch"}, exit: 1, says: `no cache named "nosuch"`},
-		{name: "cache unknown subcommand", args: []string{"cache", "shred", "main"}, exit: 1, says: "unknown command: cache shred"},
+		{name: "cache unknown subcommand", args: []string{"cache", "shred", "main"}, exit: 2, says: "unknown command: cache shred"},
+		{name: "cache list with flags of cache create", args: []string{"cache", "list", "--private", "--retention", "5d"}, exit: 2, says: "unknown flag --private (a flag of larder cache create"},
+		{name: "cache delete with a policy flag", args: []string{"cache", "delete", "other", "--max-size", "1GiB"}, exit: 2, says: "unknown flag --max-size"},
+		{name: "cache update with a flag of cache create", args: []string{"cache", "update", "main", "--retention", "1d", "--private"}, exit: 2, says: "unknown flag --private"},
+		{name: "cache create with two names", args: []string{"cache", "create", "one", "two"}, exit: 2, says: "takes 1 argument(s), got 2"},
 		// Pins.
 		{name: "pin a store path with traversal", args: []string{"pin", "add", "main", "/nix/store/../../etc/passwd"}, exit: 1, says: "is not a store path"},
-		{name: "pin add without a path", args: []string{"pin", "add", "main"}, exit: 1, says: "usage: larder pin add"},
+		{name: "pin add without a path", args: []string{"pin", "add", "main"}, exit: 2, says: "usage: larder pin add"},
+		{name: "pin remove with a flag of pin add", args: []string{"pin", "remove", "main", "release", "--keep-days", "1"}, exit: 2, says: "unknown flag --keep-days (a flag of larder pin add"},
+		{name: "gc with a flag of cache update", args: []string{"gc", "--retention", "1s"}, exit: 2, says: "unknown flag --retention"},
 		{name: "pin list of a missing cache", args: []string{"pin", "list", "nosuch"}, exit: 1, says: `no cache named "nosuch"`},
 		{name: "pin a path of another cache", args: []string{"pin", "add", "other", gp.StorePath}, exit: 1, says: "push it first"},
 		{name: "unpin a path that is not pinned", args: []string{"pin", "remove", "main", "release", "--path", absent}, exit: 1, says: "release"},
@@ -108,7 +116,7 @@ func TestCLIHostile(t *testing.T) {
 		{name: "config blobs of another scheme", args: []string{"check-config"}, config: "blobs = \"ftp://example.org/blobs\"\n", exit: 1, says: `blobs: "ftp://example.org/blobs" is not`},
 		{name: "config file missing", args: []string{"check-config", "--config", "/nonexistent/larder.toml"}, exit: 1, says: "/nonexistent/larder.toml"},
 		{name: "environment setting not a size", args: []string{"check-config"}, env: []string{"LARDER_MAX_UPLOAD_SIZE=lots"}, exit: 1, says: `LARDER_MAX_UPLOAD_SIZE: "lots" is not a size`},
-		{name: "unknown command", args: []string{"frobnicate"}, exit: 1, says: `unknown command "frobnicate"`},
+		{name: "unknown command", args: []string{"frobnicate"}, exit: 2, says: `unknown command "frobnicate"`},
 	}
 	before := srv.cliState(t, gp.StorePath)
 	seen := map[string]bool{}

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/base64"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -144,6 +145,58 @@ func TestCheckConfig(t *testing.T) {
 	if _, errOut, err := runLarder(nil, "check-config", "--config", file); err == nil || !strings.Contains(errOut, "listen_port") {
 		t.Errorf("check-config with an unknown setting in the file: err %v, stderr %q", err, errOut)
 	}
+}
+
+// TestCheckConfigHidesSecrets: check-config prints every setting, from the
+// file, the environment and flags, with the passwords and keys in them
+// replaced; a refused URL is named without its password; and the server
+// neither logs nor serves the password of its public URL.
+func TestCheckConfigHidesSecrets(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	file := filepath.Join(dir, "larder.toml")
+	must(t, os.WriteFile(file, []byte(fmt.Sprintf("data = %q\nmeta = %q\n", filepath.Join(dir, "data"),
+		"postgres://larder:pg-s3cr3t@db.internal:5432/larder?sslmode=require&sslpassword=ssl-s3cr3t")), 0o600))
+	env := []string{"LARDER_BLOBS=s3://nix-cache/larder?endpoint=https://garage.internal:3900&access_key=AKIAHIDDENKEY&secret_key=blobs-s3cr3t"}
+	secrets := []string{"pg-s3cr3t", "ssl-s3cr3t", "AKIAHIDDENKEY", "blobs-s3cr3t", "url-s3cr3t"}
+	noSecrets := func(what, text string) {
+		t.Helper()
+		for _, s := range secrets {
+			if strings.Contains(text, s) {
+				t.Errorf("%s shows the secret %q:\n%s", what, s, text)
+			}
+		}
+	}
+
+	out, errOut, err := runLarder(env, "check-config", "--config", file, "--public-url", "https://ci:url-s3cr3t@cache.example.org")
+	if err != nil || !strings.Contains(out, "configuration is valid") {
+		t.Fatalf("check-config: %v\n%s%s", err, out, errOut)
+	}
+	noSecrets("check-config", out+errOut)
+	for name, want := range map[string]string{
+		"meta":       "postgres://larder:xxxxx@db.internal:5432/larder?sslmode=require&sslpassword=xxxxx",
+		"blobs":      "s3://nix-cache/larder?endpoint=https://garage.internal:3900&access_key=xxxxx&secret_key=xxxxx",
+		"public_url": "https://xxxxx@cache.example.org",
+	} {
+		if got := settingValue(t, out, name); got != want {
+			t.Errorf("check-config prints %s = %s, want %s", name, got, want)
+		}
+	}
+
+	_, errOut, err = runLarder(nil, "check-config", "--data", filepath.Join(dir, "data"), "--meta", "mysql://larder:pg-s3cr3t@db/larder")
+	if err == nil || !strings.Contains(errOut, "meta:") {
+		t.Errorf("check-config of a mysql:// meta: err %v, stderr %q", err, errOut)
+	}
+	noSecrets("check-config's refusal", errOut)
+
+	srv := startServer(t, "--public-url", "https://ci:url-s3cr3t@cache.example.org")
+	code, index := httpDo(t, "GET", srv.URL+"/", "", nil)
+	if code != 200 || !strings.Contains(index, "https://xxxxx@cache.example.org/main") {
+		t.Errorf("GET /: %d\n%s", code, index)
+	}
+	noSecrets("the index page", index)
+	srv.waitLog(t, "msg=serving")
+	noSecrets("the server's output", srv.log.String())
 }
 
 // TestServerLifecycle checks the first start (cache main, an admin token

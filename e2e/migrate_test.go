@@ -1,11 +1,18 @@
 package e2e
 
 import (
+	"context"
+	"database/sql"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	_ "modernc.org/sqlite" // the driver sqliteSchemaVersion reads with
 
 	"github.com/larder-cache/larder/internal/testserver"
 )
@@ -51,4 +58,93 @@ func TestMigrateData(t *testing.T) {
 	d := n.buildPair("migrated-push-" + randomHex(4))
 	n.withNetrc(moved.Host, old.AdminToken).run("nix", "copy", "--to", moved.cacheURL("main"), d.Top)
 	needNix(t).run("nix", "store", "verify", "--store", moved.cacheURL("main"), "--trusted-public-keys", key, "-r", d.Top)
+}
+
+// unreachableBlobs is a blob store no one listens at, with credentials in
+// it that no message may show.
+const unreachableBlobs = "s3://larder-unreachable/larder?endpoint=http://127.0.0.1:1&region=x&access_key=AKIAHIDDENKEY&secret_key=blobs-s3cr3t"
+
+// TestMigrateOpensOnlyMeta: larder migrate migrates the metadata store
+// while the blob store is unreachable, on SQLite and on PostgreSQL, since
+// it needs nothing else; larder serve with the same configuration fails at
+// once, naming the blob store without its credentials.
+func TestMigrateOpensOnlyMeta(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		meta    func(t *testing.T, data string) string
+		version func(t *testing.T, meta string) int
+	}{
+		{"sqlite", func(t *testing.T, data string) string { return "sqlite://" + filepath.Join(data, "meta", "larder.db") }, sqliteSchemaVersion},
+		{"postgres", func(t *testing.T, _ string) string { return testserver.Postgres(t) + "&password=pg-s3cr3t" }, postgresSchemaVersion},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			data := t.TempDir()
+			meta := tc.meta(t, data)
+			settings := []string{"--data", data, "--meta", meta, "--blobs", unreachableBlobs}
+			out, errOut, err := runLarder(nil, append([]string{"migrate"}, settings...)...)
+			if err != nil || !strings.Contains(out, "the metadata schema is up to date") {
+				t.Fatalf("larder migrate with an unreachable blob store: %v\n%s%s", err, out, errOut)
+			}
+			if v := tc.version(t, meta); v < 1 {
+				t.Errorf("after larder migrate the schema version is %d", v)
+			}
+			if out, errOut, err := runLarder(nil, append([]string{"migrate"}, settings...)...); err != nil {
+				t.Errorf("larder migrate again: %v\n%s%s", err, out, errOut)
+			}
+
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			addr := freeAddr(t)
+			serve := exec.CommandContext(ctx, larderBin, append([]string{"serve", "--listen", addr}, settings...)...)
+			for _, kv := range os.Environ() {
+				if !strings.HasPrefix(kv, "LARDER_") {
+					serve.Env = append(serve.Env, kv)
+				}
+			}
+			got, err := serve.CombinedOutput()
+			if ctx.Err() != nil {
+				t.Fatalf("larder serve with an unreachable blob store did not exit:\n%s", got)
+			}
+			if code := exitStatus(err); code != 1 {
+				t.Errorf("larder serve with an unreachable blob store: exit status %d (%v), want 1:\n%s", code, err, got)
+			}
+			if !strings.Contains(string(got), "open blob store s3://larder-unreachable/larder?endpoint=http://127.0.0.1:1") {
+				t.Errorf("larder serve does not say which blob store it could not open:\n%s", got)
+			}
+			for _, secret := range []string{"AKIAHIDDENKEY", "blobs-s3cr3t", "pg-s3cr3t"} {
+				if strings.Contains(string(got), secret) {
+					t.Errorf("larder serve printed the secret %q:\n%s", secret, got)
+				}
+			}
+			if code, err := httpGetQuick("http://" + addr + "/_larder/health"); err == nil {
+				t.Errorf("something answers %d on %s", code, addr)
+			}
+		})
+	}
+}
+
+// sqliteSchemaVersion reads the schema version of a SQLite metadata store.
+func sqliteSchemaVersion(t *testing.T, meta string) int {
+	t.Helper()
+	db, err := sql.Open("sqlite", strings.TrimPrefix(meta, "sqlite://"))
+	must(t, err)
+	defer db.Close()
+	var v int
+	must(t, db.QueryRow("PRAGMA user_version").Scan(&v))
+	return v
+}
+
+// postgresSchemaVersion reads the schema version of a PostgreSQL metadata
+// store.
+func postgresSchemaVersion(t *testing.T, meta string) int {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, meta)
+	must(t, err)
+	defer conn.Close(ctx)
+	var v int
+	must(t, conn.QueryRow(ctx, "SELECT coalesce(max(version), 0) FROM schema_migrations").Scan(&v))
+	return v
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -14,28 +15,26 @@ import (
 	"github.com/larder-cache/larder/internal/store"
 )
 
-// cmdGC runs a garbage collection now and prints what it removed (or, with
-// --dry-run, what it would remove).
-func cmdGC(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	c, err := newCommand("gc", args, stderr)
-	if err != nil {
-		return err
-	}
-	cache := c.fs.String("cache", "", "collect only this cache")
-	dryRun := c.fs.Bool("dry-run", false, "say what would be removed, remove nothing")
-	verbose := c.fs.Bool("verbose", false, "also list each narinfo removed (or that would be)")
-	pos, err := c.parse(args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 0 {
-		return fmt.Errorf("gc takes no arguments")
-	}
-	opts := service.CollectOptions{Cache: *cache, DryRun: *dryRun}
+// gcCmd runs a garbage collection now and prints what it removed (or,
+// with --dry-run, what it would remove).
+type gcCmd struct {
+	cache           string
+	dryRun, verbose bool
+}
+
+func (c *gcCmd) flags(fs *flag.FlagSet) {
+	fs.StringVar(&c.cache, "cache", "", "collect only the cache `NAME`")
+	fs.BoolVar(&c.dryRun, "dry-run", false, "say what would be removed, remove nothing")
+	fs.BoolVar(&c.verbose, "verbose", false, "also list each narinfo removed (or that would be)")
+}
+
+func (c *gcCmd) run(ctx context.Context, e *env, _ []string) error {
+	opts := service.CollectOptions{Cache: c.cache, DryRun: c.dryRun}
 	verb := "removed"
-	if *dryRun {
+	if c.dryRun {
 		verb = "would remove"
 	}
+	stdout, stderr := e.stdout, e.stderr
 	var bar *progress
 	logTo := stderr
 	if isTerminal(stderr) {
@@ -43,13 +42,13 @@ func cmdGC(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		opts.Progress = bar.cache
 		logTo = bar // log lines go above the progress line
 	}
-	a, err := c.open(ctx, logTo)
+	a, err := e.openLogging(ctx, logTo)
 	if err != nil {
 		return err
 	}
 	defer a.Close()
 	opts.Removed = func(cache string, hashes []string) {
-		if *verbose {
+		if c.verbose {
 			for _, h := range hashes {
 				fmt.Fprintf(stdout, "%s %s/%s.narinfo\n", verb, cache, h)
 			}
@@ -80,7 +79,7 @@ func cmdGC(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(reports) > 0 {
 		first = reports[0]
 	}
-	if *dryRun {
+	if c.dryRun {
 		verb += " up to"
 	}
 	fmt.Fprintf(stdout, "%s %d NAR files no cache uses (%s) and %d orphaned blobs (%s) in %s\n", verb,

@@ -14,20 +14,17 @@ import (
 	"time"
 
 	"github.com/larder-cache/larder/internal/app"
+	"github.com/larder-cache/larder/internal/config"
 	"github.com/larder-cache/larder/internal/nixhttp"
 	"github.com/larder-cache/larder/internal/s3api"
 	"github.com/larder-cache/larder/internal/store"
 )
 
-func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	c, err := newCommand("serve", args, stderr)
-	if err != nil {
-		return err
-	}
-	if _, err := c.parse(args); err != nil {
-		return err
-	}
-	a, err := c.open(ctx, stderr)
+// serveCmd runs the server until SIGINT or SIGTERM.
+type serveCmd struct{ noFlags }
+
+func (serveCmd) run(ctx context.Context, e *env, _ []string) error {
+	a, err := e.open(ctx)
 	if err != nil {
 		return err
 	}
@@ -44,7 +41,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	nix := nixhttp.New(a.Service, nixhttp.Options{
 		Logger:      a.Log.With("component", "http"),
 		BodyTimeout: time.Duration(cfg.BodyTimeout),
-		PublicURL:   cfg.PublicURL,
+		PublicURL:   config.Redact("public_url", cfg.PublicURL),
 		Metrics:     a.Metrics,
 	})
 	s3 := s3api.New(a.Service, s3api.Options{
@@ -76,10 +73,10 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// the reads recorded since the last flush are written.
 	defer func() { cancel(); <-ran }()
 
-	if err := printWelcome(ctx, stdout, a); err != nil {
+	if err := printWelcome(ctx, e.stdout, a); err != nil {
 		return err
 	}
-	a.Log.Info("serving", "listen", ln.Addr().String(), "url", cfg.PublicURL, "data", cfg.Data)
+	a.Log.Info("serving", "listen", ln.Addr().String(), "url", config.Redact("public_url", cfg.PublicURL), "data", cfg.Data)
 
 	errc := make(chan error, 1)
 	go func() {
@@ -133,7 +130,7 @@ func printWelcome(ctx context.Context, w io.Writer, a *app.App) error {
 	if err != nil {
 		return userError(err)
 	}
-	base := a.Config.PublicURL
+	base := config.Redact("public_url", a.Config.PublicURL)
 	host := base
 	if u, err := url.Parse(base); err == nil {
 		host = u.Hostname()

@@ -3,7 +3,6 @@ package app
 import (
 	"context"
 	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
 	"time"
@@ -50,7 +49,7 @@ func openMeta(ctx context.Context, cfg config.Config) (metaStore, error) {
 	case "postgres", "postgresql":
 		m, err := postgres.Open(ctx, u.String())
 		if err != nil {
-			return metaStore{}, fmt.Errorf("open database %s: %w", redact(u.String()), err)
+			return metaStore{}, fmt.Errorf("open database %s: %w", config.Redact("meta", u.String()), err)
 		}
 		return metaStore{MetaStore: m, shared: true}, nil
 	}
@@ -87,7 +86,7 @@ func openBlobs(ctx context.Context, cfg config.Config) (blobStore, error) {
 	case "s3":
 		b, err := s3blob.Open(ctx, u)
 		if err != nil {
-			return blobStore{}, fmt.Errorf("open blob store %s: %w", redact(u.String()), err)
+			return blobStore{}, fmt.Errorf("open blob store %s: %w", config.Redact("blobs", u.String()), err)
 		}
 		return blobStore{BlobStore: b, reclaim: b.Reclaim}, nil
 	}
@@ -99,17 +98,6 @@ func openBlobs(ctx context.Context, cfg config.Config) (blobStore, error) {
 // for a transient reason (each retry queues for a slot again).
 func stack(cfg config.Config, meta store.MetaStore, blobs store.BlobStore) (store.MetaStore, store.BlobStore) {
 	return retry.Meta(meta, retry.Default), retry.Blobs(limit.Blobs(blobs, cfg.BlobConcurrency), retry.Default)
-}
-
-// redact hides a password, and query parameters that may hold keys, in a
-// URL for messages.
-func redact(s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
-		return "(unparsable URL)"
-	}
-	u.RawQuery = ""
-	return u.Redacted()
 }
 
 // Stores are a configuration's stores opened on their own, without the
@@ -125,6 +113,9 @@ func (s *Stores) Close() error { return s.meta.Close() }
 
 // OpenStores opens the stores of cfg (which must be validated), applying
 // pending schema migrations, and nothing else.
+//
+// Opening the blob store reaches it (an S3 bucket is checked), so a command
+// that needs only the metadata opens that alone: see MigrateMeta.
 func OpenStores(ctx context.Context, cfg config.Config) (*Stores, error) {
 	meta, err := openMeta(ctx, cfg)
 	if err != nil {
@@ -137,4 +128,15 @@ func OpenStores(ctx context.Context, cfg config.Config) (*Stores, error) {
 	}
 	m, b := stack(cfg, meta.MetaStore, blobs.BlobStore)
 	return &Stores{Meta: m, Blobs: b, meta: meta}, nil
+}
+
+// MigrateMeta applies pending schema migrations to the metadata store of
+// cfg (which must be validated). It opens nothing else, so the blob store
+// need not be reachable.
+func MigrateMeta(ctx context.Context, cfg config.Config) error {
+	meta, err := openMeta(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	return meta.Close()
 }

@@ -122,7 +122,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		bad("public_url: %q is not an http(s) URL", c.PublicURL)
+		bad("public_url: %q is not an http(s) URL", Redact("public_url", c.PublicURL))
 	}
 	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
 	switch c.LogLevel {
@@ -158,10 +158,10 @@ func (c *Config) Validate() error {
 		bad("body_timeout, shutdown_timeout, sync_interval and held_narinfo_ttl must be positive")
 	}
 	if u, err := url.Parse(c.Blobs); c.Blobs != "" && (err != nil || (u.Scheme != "file" && u.Scheme != "s3") || (u.Scheme == "s3" && u.Host == "")) {
-		bad("blobs: %q is not file:///DIR or s3://BUCKET/PREFIX?endpoint=…", c.Blobs)
+		bad("blobs: %q is not file:///DIR or s3://BUCKET/PREFIX?endpoint=…", Redact("blobs", c.Blobs))
 	}
 	if u, err := url.Parse(c.Meta); c.Meta != "" && (err != nil || (u.Scheme != "sqlite" && u.Scheme != "postgres" && u.Scheme != "postgresql")) {
-		bad("meta: %q is not sqlite:///FILE or postgres://…", c.Meta)
+		bad("meta: %q is not sqlite:///FILE or postgres://…", Redact("meta", c.Meta))
 	}
 	if c.S3Domain != "" && (strings.Contains(c.S3Domain, "/") || strings.HasPrefix(c.S3Domain, ".")) {
 		bad("s3_domain: %q is not a domain name", c.S3Domain)

@@ -134,15 +134,21 @@ func (c *config) setEndpoint(endpoint string) error {
 	}
 	e, err := url.Parse(endpoint)
 	if err != nil {
-		return fmt.Errorf("endpoint: %w", err)
+		// url.Error repeats the URL, which may hold a password.
+		return errors.New("endpoint: not a URL")
 	}
+	// The messages show the endpoint without its userinfo, if any: that
+	// may be a key.
+	shown := (&url.URL{Scheme: e.Scheme, Host: e.Host, Path: e.Path}).String()
 	switch {
 	case e.Scheme != "http" && e.Scheme != "https":
-		return fmt.Errorf("endpoint %q: scheme is not http or https", endpoint)
+		return fmt.Errorf("endpoint %q: scheme is not http or https", shown)
 	case e.Host == "" || e.Hostname() == "":
-		return fmt.Errorf("endpoint %q: no host", endpoint)
-	case e.User != nil || (e.Path != "" && e.Path != "/") || e.RawQuery != "" || e.Fragment != "":
-		return fmt.Errorf("endpoint %q: want only a scheme, a host and a port", endpoint)
+		return fmt.Errorf("endpoint %q: no host", shown)
+	case e.User != nil:
+		return fmt.Errorf("endpoint %q: credentials do not go in the endpoint: use the AWS environment variables", shown)
+	case (e.Path != "" && e.Path != "/") || e.RawQuery != "" || e.Fragment != "":
+		return fmt.Errorf("endpoint %q: want only a scheme, a host and a port", shown)
 	}
 	c.endpoint, c.secure, c.pathStyle = e.Host, e.Scheme == "https", true
 	return nil

@@ -89,3 +89,26 @@ func TestParseURLRejects(t *testing.T) {
 		}
 	}
 }
+
+// TestParseURLHidesEndpointSecrets: a refused endpoint is named in the
+// error without the credentials or password put in it.
+func TestParseURLHidesEndpointSecrets(t *testing.T) {
+	for _, s := range []string{
+		"s3://bucket?endpoint=http://AKIAEXAMPLE:s3cr3t@host:9000",
+		"s3://bucket?endpoint=http://AKIAEXAMPLE:s3cr3t@host:9000/path",
+		"s3://bucket?endpoint=ftp://AKIAEXAMPLE:s3cr3t@host",
+		"s3://bucket?endpoint=http%3A%2F%2FAKIAEXAMPLE%3As3cr3t%25zz%40host",
+	} {
+		u, err := url.Parse(s)
+		if err != nil {
+			t.Fatalf("parse %s as a URL: %v", s, err)
+		}
+		_, err = parseURL(u, func(string) string { return "" })
+		if err == nil {
+			t.Fatalf("parse %s: no error", s)
+		}
+		if strings.Contains(err.Error(), "s3cr3t") || strings.Contains(err.Error(), "AKIAEXAMPLE") {
+			t.Errorf("parse %s: the error %q shows the credentials", s, err)
+		}
+	}
+}
