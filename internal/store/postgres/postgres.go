@@ -131,17 +131,6 @@ func parseDSN(dsn string) (*pgxpool.Config, error) {
 	return cfg, nil
 }
 
-// Migrate brings the schema of the database named by dsn up to date and
-// returns, for a command that prepares a database without serving it.
-// Open does the same.
-func Migrate(ctx context.Context, dsn string) error {
-	s, err := Open(ctx, dsn)
-	if err != nil {
-		return err
-	}
-	return s.Close()
-}
-
 // Close stops the listeners of Changes, closing their channels, and closes
 // the idle connections. Calls in progress go on; their connections are
 // closed as they end. Later calls fail.
