@@ -42,6 +42,9 @@ var table = []*command{
 	// Maintenance.
 	{name: "gc", usage: "[--cache NAME] [--dry-run] [--verbose]", summary: "collect garbage now",
 		new: func() runner { return &gcCmd{} }},
+	{name: "verify", usage: "[--cache NAME] [--full] [--dry-run]",
+		summary: "check that every NAR file is stored (--full: and whole); withdraw the ones that are not",
+		new:     func() runner { return &verifyCmd{} }},
 	{name: "migrate", summary: "apply pending metadata schema migrations and exit",
 		new: func() runner { return &migrateCmd{} }},
 	{name: "migrate-data", usage: "--from FROM.toml --to TO.toml", noSettings: true,
