@@ -1,8 +1,6 @@
 package s3api
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/xml"
 	"errors"
 	"log/slog"
@@ -101,68 +99,25 @@ func (h *Handler) fail(q *request, err error) {
 	_, _ = q.w.Write(body)
 }
 
-func requestID() string {
-	b := make([]byte, 8)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
 // logRequest writes the access log line of a request and counts it in the
 // metrics.
 func (h *Handler) logRequest(q *request, d time.Duration) {
-	st := q.w.status
-	if st == 0 {
-		st = http.StatusOK
-	}
-	h.opts.Metrics.Request("s3", q.op, q.r.Method, st, d)
-	if !h.log.Enabled(q.r.Context(), slog.LevelInfo) {
-		return // spare building the line
-	}
-	key := ""
-	if q.auth != nil {
-		key = q.auth.AccessKeyID
-	}
-	attrs := []slog.Attr{
-		slog.String("method", q.r.Method),
-		slog.String("cache", q.bucket),
-		slog.String("op", q.op),
-		slog.String("key", q.key),
-		slog.Int("status", st),
-		slog.Int64("bytes", q.w.bytes),
-		slog.Duration("duration", d.Round(time.Microsecond)),
-		slog.String("access_key", key),
-		slog.String("remote", q.r.RemoteAddr),
-		slog.String("request_id", q.id),
-	}
-	if q.err != nil && st < 500 {
-		_, code, msg := s3Status(q.err)
-		attrs = append(attrs, slog.String("code", code), slog.String("reason", msg))
-	}
-	h.log.LogAttrs(q.r.Context(), slog.LevelInfo, "s3 request", attrs...)
+	h.accessLog.Done(q.r, q.w, q.op, d, func(attrs []slog.Attr) []slog.Attr {
+		key := ""
+		if q.auth != nil {
+			key = q.auth.AccessKeyID
+		}
+		attrs = append(attrs,
+			slog.String("cache", q.bucket),
+			slog.String("op", q.op),
+			slog.String("key", q.key),
+			slog.String("access_key", key),
+			slog.String("request_id", q.id),
+		)
+		if q.err != nil && q.w.Status() < 500 {
+			_, code, msg := s3Status(q.err)
+			attrs = append(attrs, slog.String("code", code), slog.String("reason", msg))
+		}
+		return attrs
+	})
 }
-
-// responseWriter records the status and size of a response.
-type responseWriter struct {
-	http.ResponseWriter
-	status int
-	bytes  int64
-}
-
-func (w *responseWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *responseWriter) Write(p []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	n, err := w.ResponseWriter.Write(p)
-	w.bytes += int64(n)
-	return n, err
-}
-
-// Unwrap lets http.ResponseController reach the connection.
-func (w *responseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

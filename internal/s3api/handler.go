@@ -45,9 +45,10 @@ type Options struct {
 
 // Handler serves the S3 API.
 type Handler struct {
-	svc  *service.Service
-	log  *slog.Logger
-	opts Options
+	svc       *service.Service
+	log       *slog.Logger
+	opts      Options
+	accessLog httpx.AccessLog
 }
 
 // New returns a Handler over svc.
@@ -58,7 +59,8 @@ func New(svc *service.Service, opts Options) *Handler {
 	if opts.BodyTimeout <= 0 {
 		opts.BodyTimeout = time.Minute
 	}
-	return &Handler{svc: svc, log: opts.Logger, opts: opts}
+	return &Handler{svc: svc, log: opts.Logger, opts: opts,
+		accessLog: httpx.AccessLog{Logger: opts.Logger, Metrics: opts.Metrics, Protocol: "s3", Message: "s3 request"}}
 }
 
 // Is reports whether r is an S3 request: one signed with AWS Signature V4,
@@ -68,7 +70,7 @@ func Is(r *http.Request) bool { return sigv4.IsSigned(r) || sigv4.IsSignedV2(r) 
 // request is one S3 request being served.
 type request struct {
 	r         *http.Request
-	w         *responseWriter
+	w         *httpx.ResponseWriter
 	id        string // x-amz-request-id
 	bucket    string
 	key       string
@@ -79,7 +81,7 @@ type request struct {
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	q := &request{r: r, w: &responseWriter{ResponseWriter: w}, id: requestID()}
+	q := &request{r: r, w: &httpx.ResponseWriter{ResponseWriter: w}, id: httpx.RequestID()}
 	start := time.Now()
 	defer func() { h.logRequest(q, time.Since(start)) }()
 	q.w.Header().Set("x-amz-request-id", q.id)
