@@ -98,18 +98,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// reading fails with os.ErrDeadlineExceeded (RequestTimeout).
 		r.Body = &idleBody{ReadCloser: r.Body, rc: http.NewResponseController(q.w), timeout: h.opts.BodyTimeout}
 	}
-	auth, err := sigv4.Verify(r.Context(), r, h.lookup, sigv4.Options{Region: h.opts.Region, Service: "s3"})
+	auth, err := sigv4.Verify(r.Context(), r, q.lookup(h.svc), sigv4.Options{Region: h.opts.Region, Service: "s3"})
 	if err != nil {
 		h.fail(q, err)
 		return
 	}
 	q.auth = auth
 	defer auth.Body.Close()
-	q.principal, err = h.principalOf(r.Context(), auth.AccessKeyID)
-	if err != nil {
-		h.fail(q, err)
-		return
-	}
 	h.route(q)
 }
 
@@ -126,18 +121,18 @@ func (b *idleBody) Read(p []byte) (int, error) {
 	return b.ReadCloser.Read(p)
 }
 
-// lookup gives sigv4 the secret of an access key.
-func (h *Handler) lookup(ctx context.Context, id string) (string, error) {
-	secret, _, err := h.svc.AccessKey(ctx, id)
-	if service.CodeOf(err) == service.CodeUnauthenticated {
-		return "", sigv4.ErrUnknownKey
+// lookup gives sigv4 the secret of an access key and keeps the principal
+// the key stands for as the request's, so that a request looks its key up
+// once.
+func (q *request) lookup(svc *service.Service) sigv4.Lookup {
+	return func(ctx context.Context, id string) (string, error) {
+		secret, p, err := svc.AccessKey(ctx, id)
+		if service.CodeOf(err) == service.CodeUnauthenticated {
+			return "", sigv4.ErrUnknownKey
+		}
+		q.principal = p
+		return secret, err
 	}
-	return secret, err
-}
-
-func (h *Handler) principalOf(ctx context.Context, id string) (*service.Principal, error) {
-	_, p, err := h.svc.AccessKey(ctx, id)
-	return p, err
 }
 
 // address returns the bucket and key a request names: path style
