@@ -25,6 +25,21 @@ func notImplemented(r *http.Request) *s3Error {
 		Message: "larder does not implement " + r.Method + " " + r.URL.Path + "?" + r.URL.RawQuery}
 }
 
+// reasonCodes are the S3 error codes of the service's reasons, which refine
+// the code s3Status picks by the error's class.
+var reasonCodes = map[service.Reason]string{
+	service.ReasonUploadNotFound: "NoSuchUpload",
+	service.ReasonPartNotFound:   "InvalidPart",
+	service.ReasonPartOrder:      "InvalidPartOrder",
+	service.ReasonPartTooSmall:   "EntityTooSmall",
+	service.ReasonNoParts:        "MalformedXML",
+	service.ReasonCacheNotEmpty:  "BucketNotEmpty",
+	service.ReasonCacheNotFound:  "NoSuchBucket",
+	service.ReasonKeyNotFound:    "NoSuchKey",
+	service.ReasonCacheExists:    "BucketAlreadyOwnedByYou",
+	service.ReasonBadCacheName:   "InvalidBucketName",
+}
+
 // s3Status maps an error to the S3 status and error code this front end
 // answers with. It is the only place that does.
 func s3Status(err error) (status int, code, msg string) {
@@ -37,10 +52,9 @@ func s3Status(err error) (status int, code, msg string) {
 		return ae.Status, ae.Code, ae.Message
 	}
 	msg = service.Message(err)
-	reason := string(service.ReasonOf(err))
 	pick := func(status int, def string) (int, string, string) {
-		if reason != "" {
-			return status, reason, msg
+		if code, ok := reasonCodes[service.ReasonOf(err)]; ok {
+			return status, code, msg
 		}
 		return status, def, msg
 	}
