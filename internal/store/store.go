@@ -3,7 +3,7 @@
 // narinfos and multipart uploads).
 //
 // Implementations live in subpackages named after what they use (local,
-// sqlite, and later s3 and postgres). They know nothing of Nix: they keep
+// s3blob, sqlite, postgres). They know nothing of Nix: they keep
 // records and bytes exactly as the service hands them over, and every check of
 // their content belongs to the service. This package must not import any
 // implementation, the service or a front end.
