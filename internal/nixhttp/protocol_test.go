@@ -80,9 +80,13 @@ func mustSignedBy(t *testing.T, e *env, cache string, ni *narinfo.NarInfo) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pk, err := narinfo.ParsePublicKey(c.PublicKey)
+	sk, err := narinfo.ParseSecretKey(c.SecretKey)
 	if err != nil {
 		t.Fatal(err)
+	}
+	pk := sk.PublicKey()
+	if pk.String() != c.PublicKey {
+		t.Fatalf("the public key of cache %s is %s, not the public half of its signing key, %s", cache, c.PublicKey, pk)
 	}
 	if !ni.Verify([]narinfo.PublicKey{pk}) {
 		t.Fatalf("narinfo is not signed by %s: %v", c.PublicKey, ni.Sigs)

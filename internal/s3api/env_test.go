@@ -129,11 +129,14 @@ func (e *env) publicKey(cache string) narinfo.PublicKey {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	k, err := narinfo.ParsePublicKey(c.PublicKey)
+	sk, err := narinfo.ParseSecretKey(c.SecretKey)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	return k
+	if k := sk.PublicKey(); k.String() != c.PublicKey {
+		e.t.Fatalf("the public key of cache %s is %s, not the public half of its signing key, %s", cache, c.PublicKey, k)
+	}
+	return sk.PublicKey()
 }
 
 // servers are the two listeners, for tests that run over both.
