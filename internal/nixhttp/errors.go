@@ -75,8 +75,10 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, info *reque
 		(r.Method == http.MethodGet || r.Method == http.MethodHead) {
 		// Nix reads 401 and 403 as "not there": say why in the log, since
 		// the client will not.
+		// The reason is the error's whole text: a refusal that must not
+		// tell the client whether the cache exists says it here.
 		h.log.Warn("read denied", "cache", info.cache, "kind", info.kind, "path", r.URL.Path,
-			"remote", r.RemoteAddr, "reason", msg)
+			"remote", r.RemoteAddr, "reason", err.Error())
 	}
 	hdr := w.Header()
 	hdr.Del("Content-Length")
