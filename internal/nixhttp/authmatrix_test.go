@@ -84,9 +84,9 @@ type matrixEndpoint struct {
 	hdr                []string
 }
 
-// TestAuthMatrix sends every write endpoint and every read of a private
-// cache, over the Nix protocol and larder's JSON API, with every kind of bad
-// credential: each is refused with 401 or 403 and a message saying why, and
+// TestAuthMatrix sends every write endpoint, every read of a private cache
+// and the read of a public cache's pins, over the Nix protocol and larder's
+// JSON API, with every kind of bad credential: each is refused with 401 or 403 and a message saying why, and
 // nothing changes. DELETE is not part of the Nix protocol: it gets 405 with
 // every credential, admin included. GET /_larder/api/caches lists the
 // caches a credential administers: with a valid token that administers
@@ -157,6 +157,8 @@ func TestAuthMatrix(t *testing.T) {
 		{"GET-listing", "GET", "/secret/" + listing, nil, "secret", "read", 200, nil},
 		{"GET-debuginfo", "GET", "/secret/" + debug, nil, "secret", "read", 200, nil},
 		{"GET-pins", "GET", "/_larder/api/caches/secret/pins", nil, "secret", "read", 200, nil},
+		// The pins of a public cache need a read credential too.
+		{"GET-pins-public", "GET", "/_larder/api/caches/main/pins", nil, "main", "read", 200, nil},
 		// The caches a credential administers.
 		{"GET-caches", "GET", "/_larder/api/caches", nil, "secret", "list", 200, nil},
 	}

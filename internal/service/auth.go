@@ -261,6 +261,16 @@ func (s *Service) Authorize(ctx context.Context, p *Principal, cacheName string,
 	return s.authorize(e, cacheName, p, need)
 }
 
+// AuthorizeCredential is Authorize for what needs a credential whose scope
+// covers the cache even when it is public (reading its pins).
+func (s *Service) AuthorizeCredential(ctx context.Context, p *Principal, cacheName string, need store.Perm) (Cache, error) {
+	e, err := s.cacheIfAny(ctx, cacheName)
+	if err != nil {
+		return Cache{}, err
+	}
+	return s.authorize(e, cacheName, p, need)
+}
+
 // cacheIfAny returns the named cache, or nil if there is none.
 func (s *Service) cacheIfAny(ctx context.Context, name string) (*cacheEntry, error) {
 	e, err := s.cache(ctx, name)
