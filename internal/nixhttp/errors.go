@@ -86,7 +86,6 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, info *reque
 	hdr.Del("ETag")
 	hdr.Set("Content-Type", "text/plain; charset=utf-8")
 	hdr.Set("Cache-Control", "no-store")
-	hdr.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(code)
 	if r.Method != http.MethodHead {
 		_, _ = w.Write([]byte(msg + "\n"))

@@ -59,6 +59,9 @@ func New(svc *service.Service, opts Options) *Handler {
 // /CACHE/KEY a file of a cache.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rw := &httpx.ResponseWriter{ResponseWriter: w}
+	// Every answer has the content type larder chose, never one a browser
+	// should guess at.
+	rw.Header().Set("X-Content-Type-Options", "nosniff")
 	info := &requestInfo{}
 	start := time.Now()
 	defer func() { h.logRequest(r, rw, info, time.Since(start)) }()

@@ -455,3 +455,56 @@ func TestCatalogueRandomMethods(t *testing.T) {
 		t.Errorf("%d requests with random methods grew the metrics by %d bytes, to %d", 2*n, growth, len(after))
 	}
 }
+
+// TestCatalogueS3ObjectHeaders uploads objects that a browser would run
+// (HTML, SVG, and one without a type) and reads them back with every kind
+// of read: each keeps its uploader's Content-Type, as S3 clients expect,
+// but says X-Content-Type-Options: nosniff and Content-Security-Policy:
+// sandbox, so that opened in a browser it runs in no origin, and none is
+// taken for another type. NARs and narinfos read over S3, listings and
+// errors say nosniff too.
+func TestCatalogueS3ObjectHeaders(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	page := []byte("<html><script>alert(document.cookie)</script></html>")
+	objects := map[string]string{"page.html": "text/html", "image.svg": "image/svg+xml", "untyped": ""}
+	for key, ctype := range objects {
+		var hdr []string
+		if ctype != "" {
+			hdr = []string{"Content-Type", ctype}
+		}
+		resp, b := e.do(e.admin, raw{method: "PUT", target: "/main/" + key, body: page, hdr: hdr})
+		expectStatus(t, resp, b, http.StatusOK)
+	}
+	p := newStorePath(t, "sniffed", page, "none")
+	for key, body := range map[string][]byte{p.narKey(): p.file, p.narinfoKey(): []byte(p.narinfo())} {
+		resp, b := e.do(e.admin, raw{method: "PUT", target: "/main/" + key, body: body})
+		expectStatus(t, resp, b, http.StatusOK)
+	}
+	check := func(q raw, status int, ctype, csp string) {
+		t.Helper()
+		resp, b := e.do(e.admin, q)
+		expectStatus(t, resp, b, status)
+		if got := resp.Header.Get("X-Content-Type-Options"); got != "nosniff" {
+			t.Errorf("%s %s: X-Content-Type-Options %q, want nosniff", q.method, q.target, got)
+		}
+		if got := resp.Header.Get("Content-Security-Policy"); got != csp {
+			t.Errorf("%s %s: Content-Security-Policy %q, want %q", q.method, q.target, got, csp)
+		}
+		if got := resp.Header.Get("Content-Type"); ctype != "" && got != ctype {
+			t.Errorf("%s %s: Content-Type %q, want %q", q.method, q.target, got, ctype)
+		}
+	}
+	for key, ctype := range objects {
+		if ctype == "" {
+			ctype = "binary/octet-stream"
+		}
+		check(raw{method: "GET", target: "/main/" + key}, 200, ctype, "sandbox")
+		check(raw{method: "HEAD", target: "/main/" + key}, 200, ctype, "sandbox")
+		check(raw{method: "GET", target: "/main/" + key, hdr: []string{"Range", "bytes=0-5"}}, 206, ctype, "sandbox")
+	}
+	check(raw{method: "GET", target: "/main/" + p.narKey()}, 200, "application/x-nix-nar", "sandbox")
+	check(raw{method: "GET", target: "/main/" + p.narinfoKey()}, 200, "", "sandbox")
+	check(raw{method: "GET", target: "/main?list-type=2"}, 200, "application/xml", "")
+	check(raw{method: "GET", target: "/main/absent"}, 404, "application/xml", "")
+}

@@ -86,6 +86,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer func() { h.logRequest(q, time.Since(start)) }()
 	q.w.Header().Set("x-amz-request-id", q.id)
 	q.w.Header().Set("Server", "larder")
+	// Objects keep the content type their uploader gave: a browser must
+	// not guess another.
+	q.w.Header().Set("X-Content-Type-Options", "nosniff")
 
 	if sigv4.IsSignedV2(r) && !sigv4.IsSigned(r) {
 		h.fail(q, &s3Error{Status: 400, Code: "InvalidRequest",
