@@ -308,6 +308,13 @@ func TestS3MissingLikePrivate(t *testing.T) {
 		}
 	}
 
+	// The log says which it was.
+	for _, why := range []string{"not cache nosuch: there is no such cache", "not cache secret: the cache is private"} {
+		if !strings.Contains(e.logs.String(), why) {
+			t.Errorf("the log does not say %q", why)
+		}
+	}
+
 	// A key that may read the name is told the truth.
 	starRead := e.key(service.AllCaches, store.PermRead)
 	for _, c := range []struct {

@@ -130,8 +130,19 @@ func (h *Handler) logRequest(q *request, d time.Duration) {
 		)
 		if q.err != nil && q.w.Status() < 500 {
 			_, code, msg := s3Status(q.err)
-			attrs = append(attrs, slog.String("code", code), slog.String("reason", msg))
+			attrs = append(attrs, slog.String("code", code), slog.String("reason", logReason(q.err, msg)))
 		}
 		return attrs
 	})
+}
+
+// logReason is what the log says of a refusal with msg: msg, but for a
+// refused credential the error's whole text, which says what the client
+// must not be told (whether a cache it may not see exists).
+func logReason(err error, msg string) string {
+	switch service.CodeOf(err) {
+	case service.CodeUnauthenticated, service.CodeForbidden:
+		return err.Error()
+	}
+	return msg
 }
