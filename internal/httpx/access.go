@@ -48,6 +48,9 @@ func (w *ResponseWriter) Status() int {
 	return w.status
 }
 
+// Bytes returns the bytes of the body sent.
+func (w *ResponseWriter) Bytes() int64 { return w.bytes }
+
 // RequestID returns a new random request ID, 16 hexadecimal digits, that
 // an error answer carries and the log line of the request repeats.
 func RequestID() string {
@@ -67,25 +70,12 @@ type AccessLog struct {
 
 // Done counts the request r, answered through w in d, as one of kind (a
 // value from the fixed set package metrics knows, never a key or other
-// text of the client's) and, if the logger writes Info, logs it: method,
-// status, bytes sent, duration and remote address, then whatever attrs
-// appends.
-func (a *AccessLog) Done(r *http.Request, w *ResponseWriter, kind string, d time.Duration, attrs func([]slog.Attr) []slog.Attr) {
-	st := w.Status()
-	a.Metrics.Request(a.Protocol, kind, r.Method, st, d)
+// text of the client's) and, if the logger writes Info, logs the line whose
+// attributes line returns; it is not called otherwise.
+func (a *AccessLog) Done(r *http.Request, w *ResponseWriter, kind string, d time.Duration, line func() []slog.Attr) {
+	a.Metrics.Request(a.Protocol, kind, r.Method, w.Status(), d)
 	if !a.Logger.Enabled(r.Context(), slog.LevelInfo) {
 		return // spare building the line
 	}
-	line := make([]slog.Attr, 0, 16)
-	line = append(line,
-		slog.String("method", r.Method),
-		slog.Int("status", st),
-		slog.Int64("bytes", w.bytes),
-		slog.Duration("duration", d.Round(time.Microsecond)),
-		slog.String("remote", r.RemoteAddr),
-	)
-	if attrs != nil {
-		line = attrs(line)
-	}
-	a.Logger.LogAttrs(r.Context(), slog.LevelInfo, a.Message, line...)
+	a.Logger.LogAttrs(r.Context(), slog.LevelInfo, a.Message, line()...)
 }

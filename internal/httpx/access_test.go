@@ -14,7 +14,7 @@ import (
 )
 
 // TestAccessLog: a request is counted under its kind and logged with the
-// common attributes, then the front end's.
+// front end's attributes; the writer knows what was sent.
 func TestAccessLog(t *testing.T) {
 	var logs bytes.Buffer
 	m := metrics.New()
@@ -26,11 +26,11 @@ func TestAccessLog(t *testing.T) {
 	}
 	_, _ = io.WriteString(w, "hello")
 	w.WriteHeader(http.StatusTeapot) // too late: the 200 was sent
-	a.Done(r, w, "cache-info", time.Millisecond, func(attrs []slog.Attr) []slog.Attr {
-		return append(attrs, slog.String("cache", "main"))
+	a.Done(r, w, "cache-info", time.Millisecond, func() []slog.Attr {
+		return []slog.Attr{slog.Int("status", w.Status()), slog.Int64("bytes", w.Bytes()), slog.String("cache", "main")}
 	})
 	line := logs.String()
-	for _, want := range []string{"msg=request", "method=GET", "status=200", "bytes=5", "remote=", "cache=main"} {
+	for _, want := range []string{"msg=request", "status=200", "bytes=5", "cache=main"} {
 		if !strings.Contains(line, want) {
 			t.Errorf("log line %q lacks %q", line, want)
 		}
@@ -46,5 +46,22 @@ func TestRequestID(t *testing.T) {
 	a, b := RequestID(), RequestID()
 	if len(a) != 16 || strings.Trim(a, "0123456789abcdef") != "" || a == b {
 		t.Errorf("request IDs %q and %q", a, b)
+	}
+}
+
+// TestAccessLogQuiet: with Info off, the request is counted and its line
+// never built.
+func TestAccessLogQuiet(t *testing.T) {
+	m := metrics.New()
+	a := AccessLog{Logger: slog.New(slog.DiscardHandler), Metrics: m, Protocol: "s3", Message: "s3 request"}
+	w := &ResponseWriter{ResponseWriter: httptest.NewRecorder()}
+	a.Done(httptest.NewRequest("HEAD", "/main", nil), w, "HeadBucket", time.Millisecond, func() []slog.Attr {
+		t.Error("the line was built with Info off")
+		return nil
+	})
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/_larder/metrics", nil))
+	if want := `larder_http_requests_total{code="200",kind="HeadBucket",method="HEAD",protocol="s3"} 1`; !strings.Contains(rec.Body.String(), want) {
+		t.Errorf("the metrics lack %q", want)
 	}
 }

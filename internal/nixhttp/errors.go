@@ -74,9 +74,9 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, info *reque
 	if (code == http.StatusUnauthorized || code == http.StatusForbidden) &&
 		(r.Method == http.MethodGet || r.Method == http.MethodHead) {
 		// Nix reads 401 and 403 as "not there": say why in the log, since
-		// the client will not.
-		// The reason is the error's whole text: a refusal that must not
-		// tell the client whether the cache exists says it here.
+		// the client will not. The reason is the error's whole text, which
+		// says what a refusal must not tell the client: whether the cache
+		// exists.
 		h.log.Warn("read denied", "cache", info.cache, "kind", info.kind, "path", r.URL.Path,
 			"remote", r.RemoteAddr, "reason", err.Error())
 	}
@@ -95,16 +95,22 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, info *reque
 // logRequest writes the access log line of a request and counts it in the
 // metrics.
 func (h *Handler) logRequest(r *http.Request, w *httpx.ResponseWriter, info *requestInfo, d time.Duration) {
-	h.accessLog.Done(r, w, info.kind, d, func(attrs []slog.Attr) []slog.Attr {
-		attrs = append(attrs,
+	h.accessLog.Done(r, w, info.kind, d, func() []slog.Attr {
+		st := w.Status()
+		attrs := []slog.Attr{
+			slog.String("method", r.Method),
 			slog.String("cache", info.cache),
 			slog.String("kind", info.kind),
+			slog.Int("status", st),
+			slog.Int64("bytes", w.Bytes()),
 			slog.Int64("in", info.bodyBytes),
-		)
+			slog.Duration("duration", d.Round(time.Microsecond)),
+			slog.String("remote", r.RemoteAddr),
+		}
 		if info.requestID != "" {
 			attrs = append(attrs, slog.String("request_id", info.requestID))
 		}
-		if info.err != nil && w.Status() < 500 {
+		if info.err != nil && st < 500 {
 			attrs = append(attrs, slog.String("reason", service.Message(info.err)))
 		}
 		return attrs

@@ -116,19 +116,25 @@ func (h *Handler) fail(q *request, err error) {
 // logRequest writes the access log line of a request and counts it in the
 // metrics.
 func (h *Handler) logRequest(q *request, d time.Duration) {
-	h.accessLog.Done(q.r, q.w, q.op, d, func(attrs []slog.Attr) []slog.Attr {
+	h.accessLog.Done(q.r, q.w, q.op, d, func() []slog.Attr {
+		st := q.w.Status()
 		key := ""
 		if q.auth != nil {
 			key = q.auth.AccessKeyID
 		}
-		attrs = append(attrs,
+		attrs := []slog.Attr{
+			slog.String("method", q.r.Method),
 			slog.String("cache", q.bucket),
 			slog.String("op", q.op),
 			slog.String("key", q.key),
+			slog.Int("status", st),
+			slog.Int64("bytes", q.w.Bytes()),
+			slog.Duration("duration", d.Round(time.Microsecond)),
 			slog.String("access_key", key),
+			slog.String("remote", q.r.RemoteAddr),
 			slog.String("request_id", q.id),
-		)
-		if q.err != nil && q.w.Status() < 500 {
+		}
+		if q.err != nil && st < 500 {
 			_, code, msg := s3Status(q.err)
 			attrs = append(attrs, slog.String("code", code), slog.String("reason", logReason(q.err, msg)))
 		}
