@@ -1,5 +1,6 @@
 // Package httpx holds the pieces of HTTP that both of larder's front ends
-// need the same way: byte ranges and entity-tag conditions.
+// need the same way: byte ranges, entity-tag conditions, the key encoding
+// of listings, and the access log with its request IDs.
 package httpx
 
 import (

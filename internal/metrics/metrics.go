@@ -2,11 +2,16 @@
 // collectors the front ends and the service update, and the handler that
 // serves them. Every method is safe on a nil *Metrics, which records
 // nothing, so that tests and commands without a server need none.
+//
+// Every label takes its values from a fixed set, whatever the caller
+// passes: each distinct value is a series kept for the life of the process,
+// and requests come from anyone. Request maps what it does not know to
+// "other" (see labels.go); the cache names of the collection metrics come
+// from the metadata store, where only an administrator creates them.
 package metrics
 
 import (
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -108,16 +113,22 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
 }
 
-// Request records an answered request.
+// Request records an answered request. Its labels are bounded here, not by
+// the caller: a protocol, kind or method this package does not know is
+// counted as "other", as is a status outside 100-599.
 func (m *Metrics) Request(protocol, kind, method string, status int, d time.Duration) {
 	if m == nil {
 		return
 	}
-	m.requests.WithLabelValues(protocol, kind, method, strconv.Itoa(status)).Inc()
+	protocol, kind = protocolLabel(protocol), kindLabel(protocol, kind)
+	m.requests.WithLabelValues(protocol, kind, methodLabel(method), codeLabel(status)).Inc()
 	m.duration.WithLabelValues(protocol, kind).Observe(d.Seconds())
 }
 
-// CacheCollected records what a collection did to one cache.
+// CacheCollected records what a collection did to one cache. The cache
+// label is the cache's name as the metadata store holds it: a valid cache
+// name (3-63 characters) that an administrator created, so the caches, not
+// the requests, bound its values.
 func (m *Metrics) CacheCollected(cache string, keptPaths, keptBytes, removedPaths, removedBytes int64, overQuota bool) {
 	if m == nil {
 		return

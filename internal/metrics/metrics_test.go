@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net/http/httptest"
 	"strings"
@@ -49,6 +50,46 @@ func TestRecorded(t *testing.T) {
 		if !strings.Contains(body, want) {
 			t.Errorf("the metrics lack %q", want)
 		}
+	}
+}
+
+// TestLabelsBounded: whatever a caller passes, the request labels take
+// values from fixed sets, so that requests from anyone cannot add series
+// without end.
+func TestLabelsBounded(t *testing.T) {
+	m := New()
+	for i := range 1000 {
+		junk := fmt.Sprintf("%d-%s", i, strings.Repeat("x", 200))
+		m.Request("nix", "narinfo", junk, 405, time.Millisecond)     // a method of the client's
+		m.Request("s3", junk, "GET", 404, time.Millisecond)          // a kind no front end uses
+		m.Request(junk, "narinfo", "GET", 200, time.Millisecond)     // an unknown protocol
+		m.Request("nix", "narinfo", "GET", 1000+i, time.Millisecond) // a status HTTP has not
+		m.Request("nix", "PutObject", "get", 200, time.Millisecond)  // another protocol's kind, a method in lower case
+	}
+	body := scrape(t, m)
+	for _, want := range []string{
+		`larder_http_requests_total{code="405",kind="narinfo",method="other",protocol="nix"} 1000`,
+		`larder_http_requests_total{code="404",kind="other",method="GET",protocol="s3"} 1000`,
+		`larder_http_requests_total{code="200",kind="other",method="GET",protocol="other"} 1000`,
+		`larder_http_requests_total{code="other",kind="narinfo",method="GET",protocol="nix"} 1000`,
+		`larder_http_requests_total{code="200",kind="other",method="other",protocol="nix"} 1000`,
+		`larder_http_request_duration_seconds_count{kind="other",protocol="other"} 1000`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the metrics lack %q", want)
+		}
+	}
+	if strings.Contains(body, "xxxxxxxx") {
+		t.Error("a label value passed in reached the metrics")
+	}
+	series := 0
+	for line := range strings.SplitSeq(body, "\n") {
+		if strings.HasPrefix(line, "larder_http_requests_total{") {
+			series++
+		}
+	}
+	if series != 5 {
+		t.Errorf("%d request series, want 5", series)
 	}
 }
 

@@ -103,21 +103,6 @@ func (k SecretKey) String() string {
 	return k.name + ":<redacted>"
 }
 
-// ParsePublicKey parses a public key in Nix's text format,
-// "<name>:<base64 of 32 bytes>", as used in trusted-public-keys. Leading
-// and trailing white space is ignored.
-func ParsePublicKey(s string) (PublicKey, error) {
-	s = strings.TrimSpace(s)
-	pk, err := signature.ParsePublicKey(s)
-	if err != nil {
-		return PublicKey{}, fmt.Errorf("invalid public key: %w", err)
-	}
-	if err := ValidateKeyName(pk.Name); err != nil {
-		return PublicKey{}, fmt.Errorf("invalid public key: %w", err)
-	}
-	return PublicKey{name: pk.Name, key: pk.Data}, nil
-}
-
 // Name returns the name of the key.
 func (k PublicKey) Name() string {
 	return k.name

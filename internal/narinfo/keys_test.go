@@ -8,7 +8,21 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/nix-community/go-nix/pkg/narinfo/signature"
 )
+
+// mustPublic parses a public key in Nix's text format, as Nix writes one.
+// larder derives the public keys it uses from the secret ones; only tests
+// read public keys.
+func mustPublic(t *testing.T, s string) PublicKey {
+	t.Helper()
+	pk, err := signature.ParsePublicKey(strings.TrimSpace(s))
+	if err != nil {
+		t.Fatalf("public key %q: %v", s, err)
+	}
+	return PublicKey{name: pk.Name, key: pk.Data}
+}
 
 // readKeys loads a key pair that nix-store --generate-binary-cache-key wrote
 // into testdata.
@@ -26,11 +40,7 @@ func readKeys(t *testing.T, name string) (SecretKey, PublicKey, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pk, err := ParsePublicKey(string(pkText))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sk, pk, string(pkText)
+	return sk, mustPublic(t, string(pkText)), string(pkText)
 }
 
 // TestFixtureSignatures checks Sign and Verify against the Sig lines that
@@ -159,10 +169,7 @@ func TestGenerateKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pk, err := ParsePublicKey(public)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pk := mustPublic(t, public)
 	if sk.PublicKey().String() != public {
 		t.Errorf("public key of the secret key = %s, want %s", sk.PublicKey(), public)
 	}
@@ -231,19 +238,5 @@ func TestParseKeyErrors(t *testing.T) {
 	}
 	if _, err := ParseSecretKey("  " + secret + "\n"); err != nil {
 		t.Errorf("ParseSecretKey with surrounding white space: %v", err)
-	}
-	for s, want := range map[string]string{
-		"":                    "invalid public key",
-		"k:***":               "data is corrupt",
-		secret:                "data is not the right size",
-		"a\x01:" + public[2:]: "control",
-	} {
-		_, err := ParsePublicKey(s)
-		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("ParsePublicKey(%q) = %v, want an error containing %q", s, err, want)
-		}
-	}
-	if pk, err := ParsePublicKey(public + "\n"); err != nil || pk.String() != public {
-		t.Errorf("ParsePublicKey with a final newline = %v, %v", pk, err)
 	}
 }

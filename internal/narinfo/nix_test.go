@@ -156,10 +156,7 @@ func TestNixSignatures(t *testing.T) {
 	if err != nil {
 		t.Fatalf("parsing a secret key made by Nix: %v", err)
 	}
-	public, err := ParsePublicKey(string(mustRead(t, pk)))
-	if err != nil {
-		t.Fatalf("parsing a public key made by Nix: %v", err)
-	}
+	public := mustPublic(t, string(mustRead(t, pk)))
 	if secret.PublicKey().String() != public.String() {
 		t.Errorf("public half of the secret key %s != %s", secret.PublicKey(), public)
 	}
@@ -225,15 +222,6 @@ func writeKey(t *testing.T, dir, name string) (SecretKey, string) {
 		t.Fatal(err)
 	}
 	return sk, public
-}
-
-func mustPublic(t *testing.T, s string) PublicKey {
-	t.Helper()
-	pk, err := ParsePublicKey(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pk
 }
 
 // TestNixHashEncoding checks Hash encodings against nix-hash.

@@ -15,7 +15,7 @@ import (
 // larder's own JSON API, under /_larder/api/, authenticated like uploads:
 //
 //	GET    /_larder/api/caches                       caches the credential administers, with usage and policy
-//	GET    /_larder/api/caches/CACHE/pins            pins of a cache (read)
+//	GET    /_larder/api/caches/CACHE/pins            pins of a cache (read, a token also for a public cache)
 //	PUT    /_larder/api/caches/CACHE/pins/NAME       pin a path: {"storePath": …, "keepRevisions": K, "keepDays": D} (write)
 //	DELETE /_larder/api/caches/CACHE/pins/NAME       unpin every revision, or ?path=STORE-PATH (write)
 //
@@ -106,7 +106,7 @@ func (h *Handler) apiCaches(w http.ResponseWriter, r *http.Request, info *reques
 }
 
 func (h *Handler) apiPins(w http.ResponseWriter, r *http.Request, info *requestInfo, p *service.Principal, cache string) {
-	c, err := h.svc.Authorize(r.Context(), p, cache, store.PermRead)
+	c, err := h.svc.AuthorizeCredential(r.Context(), p, cache, store.PermRead)
 	if err != nil {
 		h.writeError(w, r, info, err)
 		return

@@ -84,9 +84,9 @@ type matrixEndpoint struct {
 	hdr                []string
 }
 
-// TestAuthMatrix sends every write endpoint and every read of a private
-// cache, over the Nix protocol and larder's JSON API, with every kind of bad
-// credential: each is refused with 401 or 403 and a message saying why, and
+// TestAuthMatrix sends every write endpoint, every read of a private cache
+// and the read of a public cache's pins, over the Nix protocol and larder's
+// JSON API, with every kind of bad credential: each is refused with 401 or 403 and a message saying why, and
 // nothing changes. DELETE is not part of the Nix protocol: it gets 405 with
 // every credential, admin included. GET /_larder/api/caches lists the
 // caches a credential administers: with a valid token that administers
@@ -157,6 +157,8 @@ func TestAuthMatrix(t *testing.T) {
 		{"GET-listing", "GET", "/secret/" + listing, nil, "secret", "read", 200, nil},
 		{"GET-debuginfo", "GET", "/secret/" + debug, nil, "secret", "read", 200, nil},
 		{"GET-pins", "GET", "/_larder/api/caches/secret/pins", nil, "secret", "read", 200, nil},
+		// The pins of a public cache need a read credential too.
+		{"GET-pins-public", "GET", "/_larder/api/caches/main/pins", nil, "main", "read", 200, nil},
 		// The caches a credential administers.
 		{"GET-caches", "GET", "/_larder/api/caches", nil, "secret", "list", 200, nil},
 	}
@@ -196,7 +198,7 @@ func TestAuthMatrix(t *testing.T) {
 // checkMatrixCell checks the answer to an endpoint with a credential.
 func checkMatrixCell(t *testing.T, ep matrixEndpoint, cred string, resp *http.Response, body string) {
 	t.Helper()
-	what := map[string]string{"write": "write to cache main", "read": "read cache secret", "list": "list caches"}[ep.kind]
+	what := map[string]string{"write": "write to cache " + ep.cache, "read": "read cache " + ep.cache, "list": "list caches"}[ep.kind]
 	var status int
 	var says string
 	switch {
@@ -253,5 +255,109 @@ func checkMatrixCell(t *testing.T, ep matrixEndpoint, cred string, resp *http.Re
 	}
 	if resp.Header.Get("Cache-Control") != "no-store" {
 		t.Errorf("refusal with Cache-Control %q, want no-store", resp.Header.Get("Cache-Control"))
+	}
+}
+
+// TestMissingLikePrivate sends every endpoint of a private cache, and the
+// same request for a cache that does not exist (a name of the same length),
+// with every credential that may not read either name: the two answers are
+// the same (status, headers, body but for the name), so that nobody can
+// find out whether a private cache exists. Nothing changes. A credential
+// that may read the name is still told which it is: 404 for the missing
+// cache, 403 for what it may not do to the private one.
+func TestMissingLikePrivate(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const private, missing = "secret", "nosuch"
+	for _, spec := range []service.CacheSpec{{Name: private, Private: true}, {Name: "other"}} {
+		if _, err := e.app.Service.CreateCache(t.Context(), spec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := newPath(t, "hidden", []byte("hidden"), "zstd")
+	e.push(private, p)
+	drv := strings.Repeat("a", 32) + "-hidden.drv"
+	e.expect(201, "PUT", "/"+private+"/log/"+drv, e.admin, []byte("a log\n"))
+	pin := []byte(`{"storePath": "` + p.StorePath + `"}`)
+	e.expect(201, "PUT", "/_larder/api/caches/"+private+"/pins/release", e.admin, pin)
+	fresh := newPath(t, "fresh", []byte("fresh"), "xz")
+
+	creds := matrixCreds(t, e, private)
+	delete(creds, "read-only") // it may read the private cache
+	creds["other-read"] = e.token("other", store.PermRead, 0)
+	creds["glob-write"] = e.token("ci-*", store.PermWrite, 0)
+	endpoints := []struct {
+		method, path string // path with CACHE for the cache's name
+		body         []byte
+	}{
+		{"GET", "/CACHE/nix-cache-info", nil},
+		{"HEAD", "/CACHE/nix-cache-info", nil},
+		{"GET", "/CACHE/" + p.Hash + ".narinfo", nil},
+		{"HEAD", "/CACHE/" + p.Hash + ".narinfo", nil},
+		{"GET", "/CACHE/" + strings.Repeat("0", 32) + ".narinfo", nil},
+		{"GET", "/CACHE/" + p.URL(), nil},
+		{"HEAD", "/CACHE/" + p.URL(), nil},
+		{"GET", "/CACHE/log/" + drv, nil},
+		{"PUT", "/CACHE/" + fresh.URL(), fresh.File},
+		{"PUT", "/CACHE/" + fresh.Hash + ".narinfo", []byte(fresh.NarInfo())},
+		{"PUT", "/CACHE/nix-cache-info", []byte("StoreDir: /nix/store\n")},
+		{"PUT", "/CACHE/log/" + drv, []byte("another log\n")},
+		{"GET", "/_larder/api/caches/CACHE/pins", nil},
+		{"PUT", "/_larder/api/caches/CACHE/pins/ci", pin},
+		{"DELETE", "/_larder/api/caches/CACHE/pins/release", nil},
+	}
+	before := matrixState(t, e)
+	for _, ep := range endpoints {
+		for name, tok := range creds {
+			t.Run(ep.method+ep.path+"/"+name, func(t *testing.T) {
+				send := func(cache string) (*http.Response, string) {
+					return e.do(ep.method, strings.Replace(ep.path, "CACHE", cache, 1), tok, ep.body)
+				}
+				pr, pb := send(private)
+				mr, mb := send(missing)
+				if pr.StatusCode != 401 && pr.StatusCode != 403 {
+					t.Fatalf("the private cache answered %d %q, want a refusal", pr.StatusCode, pb)
+				}
+				if mr.StatusCode != pr.StatusCode || strings.ReplaceAll(mb, missing, private) != pb {
+					t.Fatalf("told apart: private %d %q, missing %d %q", pr.StatusCode, pb, mr.StatusCode, mb)
+				}
+				pr.Header.Del("Date")
+				mr.Header.Del("Date")
+				if fmt.Sprint(pr.Header) != fmt.Sprint(mr.Header) {
+					t.Fatalf("headers told apart:\nprivate %v\nmissing %v", pr.Header, mr.Header)
+				}
+				if got := matrixState(t, e); got != before {
+					t.Fatalf("the stores changed:\nbefore:\n%s\nafter:\n%s", before, got)
+				}
+			})
+		}
+	}
+	// The log says which it was.
+	for _, why := range []string{"reason=\"a token is needed to read cache nosuch, if it exists: there is no such cache\"",
+		"reason=\"a token is needed to read cache secret, if it exists: the cache is private\""} {
+		if !strings.Contains(e.logs.String(), why) {
+			t.Errorf("the log does not say %s", why)
+		}
+	}
+
+	// A credential that may read the name is told the truth.
+	starRead := e.token(service.AllCaches, store.PermRead, 0)
+	for _, c := range []struct {
+		method, path, token string
+		body                []byte
+		status              int
+		says                string
+	}{
+		{"GET", "/nosuch/nix-cache-info", starRead, nil, 404, `there is no cache named "nosuch"`},
+		{"PUT", "/nosuch/log/" + drv, starRead, []byte("x\n"), 404, `there is no cache named "nosuch"`},
+		{"PUT", "/secret/log/" + drv, starRead, []byte("x\n"), 403, "the credential allows read, but writing to cache secret needs write"},
+		{"GET", "/_larder/api/caches/nosuch/pins", starRead, nil, 404, `there is no cache named "nosuch"`},
+		{"GET", "/_larder/api/caches/secret/pins", starRead, nil, 200, "release"},
+		{"PUT", "/nosuch/" + fresh.URL(), e.admin, fresh.File, 404, `there is no cache named "nosuch"`},
+		{"GET", "/ci-missing/nix-cache-info", creds["glob-write"], nil, 404, `there is no cache named "ci-missing"`},
+	} {
+		if _, body := e.expect(c.status, c.method, c.path, c.token, c.body); !strings.Contains(body, c.says) {
+			t.Errorf("%s %s: %q does not say %q", c.method, c.path, body, c.says)
+		}
 	}
 }

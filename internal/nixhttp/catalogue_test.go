@@ -6,12 +6,12 @@
 // stores are unchanged. Counted one per named table row or, where a test
 // sends one kind of hostile input, per test:
 //
-//	Nix protocol                                                      106
+//	Nix protocol                                                      107
 //	  internal/nixhttp/hostile_test.go   TestHostileRequests (33), the
 //	    zstd bomb, size limits, short and long bodies                  37
 //	  internal/nixhttp/api_test.go       TestPinAPIRefuses             23
-//	  internal/nixhttp/catalogue_test.go (this file, new)              46
-//	S3 API                                                            128
+//	  internal/nixhttp/catalogue_test.go (this file, new)              47
+//	S3 API                                                            130
 //	  internal/s3api/auth_test.go        signatures, digests, chunk
 //	    signatures, permissions, expired presigned PUT                 26
 //	  internal/s3api/request_test.go     DeleteObjects (7) and Complete-
@@ -20,16 +20,18 @@
 //	  internal/s3api/nix_test.go         TestNixVerificationFailures    8
 //	  internal/s3api/aws_test.go         presigned URLs, multipart       8
 //	  e2e/s3_refused_test.go             aws, mc, rclone, s3cmd runs    9
-//	  internal/s3api/catalogue_test.go   (new)                         42
+//	  internal/s3api/catalogue_test.go   (new)                         44
 //	CLI                                                                58
 //	  e2e/gc_cli_test.go                 TestGCCLIRefuses              15
 //	  e2e/cli_test.go                    names, permission, config     10
 //	  e2e/cli_hostile_test.go            (new)                         33
-//	Total                                                             292
+//	Total                                                             295
 //
-// The auth matrices, internal/nixhttp/authmatrix_test.go (27 endpoints x 6
+// The auth matrices, internal/nixhttp/authmatrix_test.go (28 endpoints x 6
 // credentials) and internal/s3api/authmatrix_test.go (28 x 7), add every
-// write and private-read endpoint against every kind of bad credential.
+// write and private-read endpoint against every kind of bad credential; in
+// the same files TestMissingLikePrivate (15 x 7) and TestS3MissingLikePrivate
+// (22 x 7) check that a private cache and a missing one get the same answer.
 
 package nixhttp_test
 
@@ -415,4 +417,56 @@ func TestCatalogueBombs(t *testing.T) {
 	runCatalogue(t, small, []catCase{
 		{name: "NAR past max_nar_size", send: small.request("PUT", "/main/"+tooBig.URL(), tooBig.File), status: 413, msg: "exceeds the maximum NAR size of 4096 bytes"},
 	})
+}
+
+// TestCatalogueNoSniff reads every kind of file, and larder's own pages
+// and refusals: every answer says X-Content-Type-Options: nosniff, so that
+// no browser takes a file for another type than the one larder gives.
+func TestCatalogueNoSniff(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	p := newPath(t, "sniffed", []byte("<html><script>alert(1)</script></html>"), "none")
+	e.push("main", p)
+	drv := strings.Repeat("a", 32) + "-sniffed.drv"
+	id := "sha256:" + strings.Repeat("ab", 32) + "!out"
+	files := map[string]string{
+		"log/" + drv:                  "<html><script>alert(1)</script></html>\n",
+		p.Hash + ".ls":                `{"version":1,"root":{"type":"regular","size":1}}`,
+		"realisations/" + id + ".doi": `{"id":"` + id + `","outPath":"` + p.Hash + `-sniffed","signatures":[],"dependentRealisations":{}}`,
+		"debuginfo/" + strings.Repeat("d", 40) + ".debug": `{"archive":"../nar/x.nar","member":"lib/debug/.build-id/dd/d.debug"}`,
+	}
+	for key, body := range files {
+		e.expect(201, "PUT", "/main/"+key, e.admin, []byte(body))
+	}
+	cases := []struct {
+		method, path string
+		hdr          []string
+		status       int
+	}{
+		{"GET", "/main/nix-cache-info", nil, 200},
+		{"GET", "/main/" + p.Hash + ".narinfo", nil, 200},
+		{"HEAD", "/main/" + p.Hash + ".narinfo", nil, 200},
+		{"GET", "/main/" + p.URL(), nil, 200},
+		{"HEAD", "/main/" + p.URL(), nil, 200},
+		{"GET", "/main/" + p.URL(), []string{"Range", "bytes=0-3"}, 206},
+		{"GET", "/main/" + p.URL(), []string{"Range", "bytes=100000-"}, 416},
+		{"GET", "/main/" + p.URL(), []string{"If-None-Match", `"` + nix32sha(p.File) + `"`}, 304},
+		{"GET", "/", nil, 200},
+		{"GET", "/_larder/health", nil, 200},
+		{"GET", "/main/" + strings.Repeat("0", 32) + ".narinfo", nil, 404},
+		{"GET", "/main/etc/passwd", nil, 400},
+	}
+	for key := range files {
+		cases = append(cases, struct {
+			method, path string
+			hdr          []string
+			status       int
+		}{"GET", "/main/" + key, nil, 200})
+	}
+	for _, c := range cases {
+		resp, _ := e.expect(c.status, c.method, c.path, "", nil, c.hdr...)
+		if got := resp.Header.Get("X-Content-Type-Options"); got != "nosniff" {
+			t.Errorf("%s %s %v: X-Content-Type-Options %q, want nosniff", c.method, c.path, c.hdr, got)
+		}
+	}
 }

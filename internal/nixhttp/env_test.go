@@ -62,7 +62,7 @@ func newEnv(t testing.TB, tweak ...func(*config.Config)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := nixhttp.New(a.Service, nixhttp.Options{Logger: log, PublicURL: "http://larder.test"})
+	h := nixhttp.New(a.Service, nixhttp.Options{Logger: log, PublicURL: "http://larder.test", Metrics: a.Metrics})
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return &env{t: t, app: a, meta: a.Meta, blobs: a.Blobs, blobDir: cfg.BlobsURL().Path,

@@ -1,13 +1,12 @@
 package nixhttp
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"log/slog"
 	"net/http"
 	"time"
 
+	"github.com/larder-cache/larder/internal/httpx"
 	"github.com/larder-cache/larder/internal/service"
 )
 
@@ -64,7 +63,7 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, info *reque
 		w.Header().Set("Retry-After", "5") // Nix retries 5xx with backoff
 		h.log.Warn("store unavailable", "method", r.Method, "path", r.URL.Path, "err", err)
 	} else if code >= 500 || msg == "" {
-		id := requestID()
+		id := httpx.RequestID()
 		info.requestID = id
 		msg = "internal server error (request " + id + ")"
 		h.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "request_id", id, "err", err)
@@ -75,9 +74,11 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, info *reque
 	if (code == http.StatusUnauthorized || code == http.StatusForbidden) &&
 		(r.Method == http.MethodGet || r.Method == http.MethodHead) {
 		// Nix reads 401 and 403 as "not there": say why in the log, since
-		// the client will not.
+		// the client will not. The reason is the error's whole text, which
+		// says what a refusal must not tell the client: whether the cache
+		// exists.
 		h.log.Warn("read denied", "cache", info.cache, "kind", info.kind, "path", r.URL.Path,
-			"remote", r.RemoteAddr, "reason", msg)
+			"remote", r.RemoteAddr, "reason", err.Error())
 	}
 	hdr := w.Header()
 	hdr.Del("Content-Length")
@@ -85,47 +86,35 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, info *reque
 	hdr.Del("ETag")
 	hdr.Set("Content-Type", "text/plain; charset=utf-8")
 	hdr.Set("Cache-Control", "no-store")
-	hdr.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(code)
 	if r.Method != http.MethodHead {
 		_, _ = w.Write([]byte(msg + "\n"))
 	}
 }
 
-func requestID() string {
-	b := make([]byte, 6)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
 // logRequest writes the access log line of a request and counts it in the
 // metrics.
-func (h *Handler) logRequest(r *http.Request, w *responseWriter, info *requestInfo, d time.Duration) {
-	st := w.status
-	if st == 0 {
-		st = http.StatusOK
-	}
-	h.opts.Metrics.Request("nix", info.kind, r.Method, st, d)
-	if !h.log.Enabled(r.Context(), slog.LevelInfo) {
-		return // spare building the line
-	}
-	attrs := []slog.Attr{
-		slog.String("method", r.Method),
-		slog.String("cache", info.cache),
-		slog.String("kind", info.kind),
-		slog.Int("status", st),
-		slog.Int64("bytes", w.bytes),
-		slog.Int64("in", info.bodyBytes),
-		slog.Duration("duration", d.Round(time.Microsecond)),
-		slog.String("remote", r.RemoteAddr),
-	}
-	if info.requestID != "" {
-		attrs = append(attrs, slog.String("request_id", info.requestID))
-	}
-	if info.err != nil && st < 500 {
-		attrs = append(attrs, slog.String("reason", service.Message(info.err)))
-	}
-	h.log.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
+func (h *Handler) logRequest(r *http.Request, w *httpx.ResponseWriter, info *requestInfo, d time.Duration) {
+	h.accessLog.Done(r, w, info.kind, d, func() []slog.Attr {
+		st := w.Status()
+		attrs := []slog.Attr{
+			slog.String("method", r.Method),
+			slog.String("cache", info.cache),
+			slog.String("kind", info.kind),
+			slog.Int("status", st),
+			slog.Int64("bytes", w.Bytes()),
+			slog.Int64("in", info.bodyBytes),
+			slog.Duration("duration", d.Round(time.Microsecond)),
+			slog.String("remote", r.RemoteAddr),
+		}
+		if info.requestID != "" {
+			attrs = append(attrs, slog.String("request_id", info.requestID))
+		}
+		if info.err != nil && st < 500 {
+			attrs = append(attrs, slog.String("reason", service.Message(info.err)))
+		}
+		return attrs
+	})
 }
 
 // requestInfo collects what the access log says about a request.
@@ -136,29 +125,3 @@ type requestInfo struct {
 	requestID string
 	err       error
 }
-
-// responseWriter records the status and size of a response.
-type responseWriter struct {
-	http.ResponseWriter
-	status int
-	bytes  int64
-}
-
-func (w *responseWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *responseWriter) Write(p []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	n, err := w.ResponseWriter.Write(p)
-	w.bytes += int64(n)
-	return n, err
-}
-
-// Unwrap lets http.ResponseController reach the connection.
-func (w *responseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/larder-cache/larder/internal/httpx"
 	"github.com/larder-cache/larder/internal/metrics"
 	"github.com/larder-cache/larder/internal/nixkey"
 	"github.com/larder-cache/larder/internal/service"
@@ -36,9 +37,10 @@ type Options struct {
 
 // Handler serves the Nix binary cache protocol.
 type Handler struct {
-	svc  *service.Service
-	log  *slog.Logger
-	opts Options
+	svc       *service.Service
+	log       *slog.Logger
+	opts      Options
+	accessLog httpx.AccessLog
 }
 
 // New returns a Handler over svc.
@@ -49,13 +51,17 @@ func New(svc *service.Service, opts Options) *Handler {
 	if opts.BodyTimeout <= 0 {
 		opts.BodyTimeout = time.Minute
 	}
-	return &Handler{svc: svc, log: opts.Logger, opts: opts}
+	return &Handler{svc: svc, log: opts.Logger, opts: opts,
+		accessLog: httpx.AccessLog{Logger: opts.Logger, Metrics: opts.Metrics, Protocol: "nix", Message: "request"}}
 }
 
 // ServeHTTP routes a request: / and /_larder/… are larder's own pages,
 // /CACHE/KEY a file of a cache.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	rw := &responseWriter{ResponseWriter: w}
+	rw := &httpx.ResponseWriter{ResponseWriter: w}
+	// Every answer has the content type larder chose, never one a browser
+	// should guess at.
+	rw.Header().Set("X-Content-Type-Options", "nosniff")
 	info := &requestInfo{}
 	start := time.Now()
 	defer func() { h.logRequest(r, rw, info, time.Since(start)) }()

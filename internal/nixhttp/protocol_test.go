@@ -20,7 +20,10 @@ func TestCacheInfo(t *testing.T) {
 	if ct := resp.Header.Get("Content-Type"); ct != "text/x-nix-cache-info" {
 		t.Errorf("Content-Type %q", ct)
 	}
-	e.expect(404, "GET", "/nosuch/nix-cache-info", "", nil)
+	// A missing cache is no cache to a credential that may read the name;
+	// to anyone else it is refused like a private one (TestMissingLikePrivate).
+	e.expect(404, "GET", "/nosuch/nix-cache-info", e.admin, nil)
+	e.expect(401, "GET", "/nosuch/nix-cache-info", "", nil)
 	// Nix uploads a cache-info only when it could not read one; larder keeps
 	// its own, and refuses one for another store.
 	e.expect(200, "PUT", "/main/nix-cache-info", e.admin, []byte("StoreDir: /nix/store\n"))
@@ -80,9 +83,13 @@ func mustSignedBy(t *testing.T, e *env, cache string, ni *narinfo.NarInfo) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pk, err := narinfo.ParsePublicKey(c.PublicKey)
+	sk, err := narinfo.ParseSecretKey(c.SecretKey)
 	if err != nil {
 		t.Fatal(err)
+	}
+	pk := sk.PublicKey()
+	if pk.String() != c.PublicKey {
+		t.Fatalf("the public key of cache %s is %s, not the public half of its signing key, %s", cache, c.PublicKey, pk)
 	}
 	if !ni.Verify([]narinfo.PublicKey{pk}) {
 		t.Fatalf("narinfo is not signed by %s: %v", c.PublicKey, ni.Sigs)

@@ -2,6 +2,7 @@ package s3api_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/hmac"
 	"crypto/md5"
 	"crypto/sha256"
@@ -10,12 +11,16 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/larder-cache/larder/internal/app"
+	"github.com/larder-cache/larder/internal/s3api"
 	"github.com/larder-cache/larder/internal/service"
 	"github.com/larder-cache/larder/internal/store"
 )
@@ -283,4 +288,43 @@ func TestAuthExpiredPresignedPut(t *testing.T) {
 	resp, b := e.send(nil, req)
 	expectError(t, resp, b, http.StatusForbidden, "AccessDenied")
 	e.unchanged(before)
+}
+
+// countingMeta counts the access key lookups of a metadata store.
+type countingMeta struct {
+	store.MetaStore
+	lookups atomic.Int64
+}
+
+func (m *countingMeta) LookupAccessKey(ctx context.Context, id string) (store.Token, error) {
+	m.lookups.Add(1)
+	return m.MetaStore.LookupAccessKey(ctx, id)
+}
+
+// TestOneKeyLookupPerRequest: a signed request looks its access key up in
+// the metadata store once, for the signature and the permissions together.
+func TestOneKeyLookupPerRequest(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	meta := &countingMeta{MetaStore: e.app.Meta}
+	svc, err := service.New(t.Context(), service.Options{Meta: meta, Blobs: e.app.Blobs, Limits: app.Limits(e.app.Config)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s3api.New(svc, s3api.Options{}))
+	t.Cleanup(srv.Close)
+	for _, q := range []raw{
+		{method: "PUT", target: "/main/counted", body: []byte("counted")},
+		{method: "GET", target: "/main/counted"},
+		{method: "GET", target: "/main?list-type=2"},
+		{method: "HEAD", target: "/main"},
+	} {
+		q.srv = srv
+		before := meta.lookups.Load()
+		resp, b := e.do(e.admin, q)
+		expectStatus(t, resp, b, http.StatusOK)
+		if n := meta.lookups.Load() - before; n != 1 {
+			t.Errorf("%s %s looked its access key up %d times, want once", q.method, q.target, n)
+		}
+	}
 }

@@ -1,6 +1,7 @@
 package s3api_test
 
 import (
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -225,4 +226,112 @@ func checkS3MatrixCell(t *testing.T, e *env, ep s3MatrixEndpoint, credName strin
 	if ep.q.method != http.MethodHead && !strings.Contains(msg, says) {
 		t.Errorf("message %q does not say %q", msg, says)
 	}
+}
+
+// TestS3MissingLikePrivate sends every bucket and object operation to a
+// private bucket, and the same request to a bucket that does not exist (a
+// name of the same length), with every key that may not read either: the
+// answers are the same (status, headers, error document but for the name
+// and request ID), so that nobody can find out whether a private cache
+// exists. Nothing changes. A key that may read the name is still told
+// which it is: NoSuchBucket for the missing one, AccessDenied for what it
+// may not do to the private one.
+func TestS3MissingLikePrivate(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const private, missing = "secret", "nosuch"
+	e.createCache(private, true)
+	e.createCache("other", false)
+	resp, b := e.do(e.admin, raw{method: "PUT", target: "/" + private + "/obj", body: []byte("private")})
+	expectStatus(t, resp, b, http.StatusOK)
+	creds := s3MatrixCreds(t, e, private)
+	delete(creds, "read-only") // it may read the private bucket
+	creds["main-write"] = e.key("main", store.PermWrite)
+	creds["glob-admin"] = e.key("ci-*", store.PermAdmin)
+	ops := []raw{
+		{method: "HEAD", target: "/CACHE"},
+		{method: "GET", target: "/CACHE?location"},
+		{method: "GET", target: "/CACHE"},
+		{method: "GET", target: "/CACHE?list-type=2&prefix=o"},
+		{method: "GET", target: "/CACHE?versions"},
+		{method: "GET", target: "/CACHE?uploads"},
+		{method: "GET", target: "/CACHE?object-lock"},
+		{method: "GET", target: "/CACHE?versioning"},
+		{method: "GET", target: "/CACHE?acl"},
+		{method: "GET", target: "/CACHE/obj"},
+		{method: "HEAD", target: "/CACHE/obj"},
+		{method: "GET", target: "/CACHE/absent"},
+		{method: "GET", target: "/CACHE/obj?acl"},
+		{method: "GET", target: "/CACHE/obj?tagging"},
+		{method: "PUT", target: "/CACHE/new", body: []byte("new")},
+		{method: "PUT", target: "/CACHE/copy", hdr: []string{"X-Amz-Copy-Source", "main/src"}},
+		{method: "PUT", target: "/main/copy", hdr: []string{"X-Amz-Copy-Source", "CACHE/obj"}},
+		{method: "DELETE", target: "/CACHE/obj"},
+		{method: "POST", target: "/CACHE?delete", body: []byte("<Delete><Object><Key>obj</Key></Object></Delete>")},
+		{method: "POST", target: "/CACHE/mp?uploads"},
+		{method: "DELETE", target: "/CACHE"},
+		{method: "PUT", target: "/CACHE"},
+	}
+	resp, b = e.do(e.admin, raw{method: "PUT", target: "/main/src", body: []byte("source")})
+	expectStatus(t, resp, b, http.StatusOK)
+	before := e.snapshot()
+	for _, op := range ops {
+		for name, c := range creds {
+			t.Run(op.method+op.target+"/"+name, func(t *testing.T) {
+				send := func(cache string) (*http.Response, string) {
+					q := op
+					q.target = strings.Replace(q.target, "CACHE", cache, 1)
+					q.hdr = slices.Clone(op.hdr)
+					for i := range q.hdr {
+						q.hdr[i] = strings.Replace(q.hdr[i], "CACHE", cache, 1)
+					}
+					resp, b := e.do(c, q)
+					return resp, strings.ReplaceAll(string(b), resp.Header.Get("x-amz-request-id"), "ID")
+				}
+				pr, pb := send(private)
+				mr, mb := send(missing)
+				if pr.StatusCode != http.StatusForbidden {
+					t.Fatalf("the private bucket answered %d %s, want 403", pr.StatusCode, pb)
+				}
+				if mr.StatusCode != pr.StatusCode || strings.ReplaceAll(mb, missing, private) != pb {
+					t.Fatalf("told apart: private %d %s, missing %d %s", pr.StatusCode, pb, mr.StatusCode, mb)
+				}
+				for _, h := range []http.Header{pr.Header, mr.Header} {
+					h.Del("Date")
+					h.Del("X-Amz-Request-Id")
+				}
+				if fmt.Sprint(pr.Header) != fmt.Sprint(mr.Header) {
+					t.Fatalf("headers told apart:\nprivate %v\nmissing %v", pr.Header, mr.Header)
+				}
+				e.unchangedFor(t, before)
+			})
+		}
+	}
+
+	// The log says which it was.
+	for _, why := range []string{"not cache nosuch: there is no such cache", "not cache secret: the cache is private"} {
+		if !strings.Contains(e.logs.String(), why) {
+			t.Errorf("the log does not say %q", why)
+		}
+	}
+
+	// A key that may read the name is told the truth.
+	starRead := e.key(service.AllCaches, store.PermRead)
+	for _, c := range []struct {
+		c      cred
+		q      raw
+		status int
+		code   string
+	}{
+		{starRead, raw{method: "GET", target: "/nosuch?location"}, 404, "NoSuchBucket"},
+		{starRead, raw{method: "GET", target: "/nosuch/obj"}, 404, "NoSuchBucket"},
+		{starRead, raw{method: "PUT", target: "/secret/new", body: []byte("new")}, 403, "AccessDenied"},
+		{e.admin, raw{method: "GET", target: "/nosuch"}, 404, "NoSuchBucket"},
+		{creds["glob-admin"], raw{method: "GET", target: "/ci-missing"}, 404, "NoSuchBucket"},
+	} {
+		resp, b := e.do(c.c, c.q)
+		expectError(t, resp, b, c.status, c.code)
+	}
+	resp, b = e.do(starRead, raw{method: "HEAD", target: "/nosuch"})
+	expectStatus(t, resp, b, http.StatusNotFound)
 }

@@ -6,6 +6,7 @@ package s3api_test
 import (
 	"bufio"
 	"bytes"
+	"crypto/rand"
 	"encoding/xml"
 	"fmt"
 	"io"
@@ -379,4 +380,131 @@ func TestCatalogueS3SlowClients(t *testing.T) {
 		{"body timeout on a NAR", e.stalled(slow, e.admin, raw{method: "PUT", target: "/main/" + p.narKey(), body: p.file}, 10, false), 400, "RequestTimeout", ""},
 		{"body timeout on UploadPart", e.stalled(slow, e.admin, raw{method: "PUT", target: "/main/mp?partNumber=2&uploadId=" + url.QueryEscape(id), body: part, payload: "UNSIGNED-PAYLOAD"}, 10, false), 400, "RequestTimeout", ""},
 	})
+}
+
+// scrapeMetrics returns what GET /_larder/metrics serves.
+func (e *env) scrapeMetrics() string {
+	e.t.Helper()
+	rec := httptest.NewRecorder()
+	e.app.Metrics.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/_larder/metrics", nil))
+	if rec.Code != http.StatusOK {
+		e.t.Fatalf("metrics: %d", rec.Code)
+	}
+	return rec.Body.String()
+}
+
+// requestSeries counts the series of larder_http_requests_total.
+func requestSeries(metrics string) int {
+	n := 0
+	for line := range strings.SplitSeq(metrics, "\n") {
+		if strings.HasPrefix(line, "larder_http_requests_total{") {
+			n++
+		}
+	}
+	return n
+}
+
+// TestCatalogueRandomMethods sends requests with random method names over
+// both protocols, signed for S3 and unsigned: each is refused, and the
+// metrics stay as large as they were, since every method outside the
+// fixed set is counted as "other".
+func TestCatalogueRandomMethods(t *testing.T) {
+	t.Parallel()
+	e := catalogueEnv(t)
+	random := func(n int) string {
+		b := make([]byte, n)
+		_, _ = rand.Read(b)
+		for i := range b {
+			b[i] = 'A' + b[i]%26
+		}
+		return string(b)
+	}
+	send := func() {
+		t.Helper()
+		m := random(1000)
+		resp, b := e.do(e.admin, raw{method: m, target: "/main/some/object"})
+		expectError(t, resp, b, http.StatusNotImplemented, "NotImplemented")
+		req, err := http.NewRequest(m, e.srv.URL+"/main/nix-cache-info", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, b = e.send(nil, req)
+		expectStatus(t, resp, b, http.StatusMethodNotAllowed)
+	}
+	send() // every series the requests can make, made once
+	before := e.scrapeMetrics()
+	const n = 500
+	for range n {
+		send()
+	}
+	after := e.scrapeMetrics()
+	for _, want := range []string{
+		`larder_http_requests_total{code="501",kind="other",method="other",protocol="s3"} ` + fmt.Sprint(n+1),
+		`larder_http_requests_total{code="405",kind="cache-info",method="other",protocol="nix"} ` + fmt.Sprint(n+1),
+	} {
+		if !strings.Contains(after, want) {
+			t.Errorf("the metrics lack %q", want)
+		}
+	}
+	if b, a := requestSeries(before), requestSeries(after); a != b {
+		t.Errorf("%d requests with random methods made %d request series out of %d", 2*n, a-b, b)
+	}
+	// The Go runtime's metrics change a little; a method name in a label
+	// would add a kilobyte a request.
+	if growth := len(after) - len(before); growth > 8<<10 {
+		t.Errorf("%d requests with random methods grew the metrics by %d bytes, to %d", 2*n, growth, len(after))
+	}
+}
+
+// TestCatalogueS3ObjectHeaders uploads objects that a browser would run
+// (HTML, SVG, and one without a type) and reads them back with every kind
+// of read: each keeps its uploader's Content-Type, as S3 clients expect,
+// but says X-Content-Type-Options: nosniff and Content-Security-Policy:
+// sandbox, so that opened in a browser it runs in no origin, and none is
+// taken for another type. NARs and narinfos read over S3, listings and
+// errors say nosniff too.
+func TestCatalogueS3ObjectHeaders(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	page := []byte("<html><script>alert(document.cookie)</script></html>")
+	objects := map[string]string{"page.html": "text/html", "image.svg": "image/svg+xml", "untyped": ""}
+	for key, ctype := range objects {
+		var hdr []string
+		if ctype != "" {
+			hdr = []string{"Content-Type", ctype}
+		}
+		resp, b := e.do(e.admin, raw{method: "PUT", target: "/main/" + key, body: page, hdr: hdr})
+		expectStatus(t, resp, b, http.StatusOK)
+	}
+	p := newStorePath(t, "sniffed", page, "none")
+	for key, body := range map[string][]byte{p.narKey(): p.file, p.narinfoKey(): []byte(p.narinfo())} {
+		resp, b := e.do(e.admin, raw{method: "PUT", target: "/main/" + key, body: body})
+		expectStatus(t, resp, b, http.StatusOK)
+	}
+	check := func(q raw, status int, ctype, csp string) {
+		t.Helper()
+		resp, b := e.do(e.admin, q)
+		expectStatus(t, resp, b, status)
+		if got := resp.Header.Get("X-Content-Type-Options"); got != "nosniff" {
+			t.Errorf("%s %s: X-Content-Type-Options %q, want nosniff", q.method, q.target, got)
+		}
+		if got := resp.Header.Get("Content-Security-Policy"); got != csp {
+			t.Errorf("%s %s: Content-Security-Policy %q, want %q", q.method, q.target, got, csp)
+		}
+		if got := resp.Header.Get("Content-Type"); ctype != "" && got != ctype {
+			t.Errorf("%s %s: Content-Type %q, want %q", q.method, q.target, got, ctype)
+		}
+	}
+	for key, ctype := range objects {
+		if ctype == "" {
+			ctype = "binary/octet-stream"
+		}
+		check(raw{method: "GET", target: "/main/" + key}, 200, ctype, "sandbox")
+		check(raw{method: "HEAD", target: "/main/" + key}, 200, ctype, "sandbox")
+		check(raw{method: "GET", target: "/main/" + key, hdr: []string{"Range", "bytes=0-5"}}, 206, ctype, "sandbox")
+	}
+	check(raw{method: "GET", target: "/main/" + p.narKey()}, 200, "application/x-nix-nar", "sandbox")
+	check(raw{method: "GET", target: "/main/" + p.narinfoKey()}, 200, "", "sandbox")
+	check(raw{method: "GET", target: "/main?list-type=2"}, 200, "application/xml", "")
+	check(raw{method: "GET", target: "/main/absent"}, 404, "application/xml", "")
 }

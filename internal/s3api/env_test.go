@@ -77,8 +77,8 @@ func newEnv(t *testing.T, tweak ...func(*config.Config)) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { a.Close() })
-	nix := nixhttp.New(a.Service, nixhttp.Options{Logger: log, PublicURL: "http://larder.test"})
-	s3h := s3api.New(a.Service, s3api.Options{Logger: log, Region: cfg.S3Region, Domain: cfg.S3Domain})
+	nix := nixhttp.New(a.Service, nixhttp.Options{Logger: log, PublicURL: "http://larder.test", Metrics: a.Metrics})
+	s3h := s3api.New(a.Service, s3api.Options{Logger: log, Region: cfg.S3Region, Domain: cfg.S3Domain, Metrics: a.Metrics})
 	seen := &recorder{}
 	h := seen.wrap(frontEnds(nix, s3h))
 	e := &env{t: t, app: a, srv: httptest.NewServer(h), tls: httptest.NewTLSServer(h), logs: logs, seen: seen}
@@ -129,11 +129,14 @@ func (e *env) publicKey(cache string) narinfo.PublicKey {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	k, err := narinfo.ParsePublicKey(c.PublicKey)
+	sk, err := narinfo.ParseSecretKey(c.SecretKey)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	return k
+	if k := sk.PublicKey(); k.String() != c.PublicKey {
+		e.t.Fatalf("the public key of cache %s is %s, not the public half of its signing key, %s", cache, c.PublicKey, k)
+	}
+	return sk.PublicKey()
 }
 
 // servers are the two listeners, for tests that run over both.

@@ -1,8 +1,6 @@
 package s3api
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/xml"
 	"errors"
 	"log/slog"
@@ -27,6 +25,21 @@ func notImplemented(r *http.Request) *s3Error {
 		Message: "larder does not implement " + r.Method + " " + r.URL.Path + "?" + r.URL.RawQuery}
 }
 
+// reasonCodes are the S3 error codes of the service's reasons, which refine
+// the code s3Status picks by the error's class.
+var reasonCodes = map[service.Reason]string{
+	service.ReasonUploadNotFound: "NoSuchUpload",
+	service.ReasonPartNotFound:   "InvalidPart",
+	service.ReasonPartOrder:      "InvalidPartOrder",
+	service.ReasonPartTooSmall:   "EntityTooSmall",
+	service.ReasonNoParts:        "MalformedXML",
+	service.ReasonCacheNotEmpty:  "BucketNotEmpty",
+	service.ReasonCacheNotFound:  "NoSuchBucket",
+	service.ReasonKeyNotFound:    "NoSuchKey",
+	service.ReasonCacheExists:    "BucketAlreadyOwnedByYou",
+	service.ReasonBadCacheName:   "InvalidBucketName",
+}
+
 // s3Status maps an error to the S3 status and error code this front end
 // answers with. It is the only place that does.
 func s3Status(err error) (status int, code, msg string) {
@@ -39,10 +52,9 @@ func s3Status(err error) (status int, code, msg string) {
 		return ae.Status, ae.Code, ae.Message
 	}
 	msg = service.Message(err)
-	reason := string(service.ReasonOf(err))
 	pick := func(status int, def string) (int, string, string) {
-		if reason != "" {
-			return status, reason, msg
+		if code, ok := reasonCodes[service.ReasonOf(err)]; ok {
+			return status, code, msg
 		}
 		return status, def, msg
 	}
@@ -101,68 +113,42 @@ func (h *Handler) fail(q *request, err error) {
 	_, _ = q.w.Write(body)
 }
 
-func requestID() string {
-	b := make([]byte, 8)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
 // logRequest writes the access log line of a request and counts it in the
 // metrics.
 func (h *Handler) logRequest(q *request, d time.Duration) {
-	st := q.w.status
-	if st == 0 {
-		st = http.StatusOK
-	}
-	h.opts.Metrics.Request("s3", q.op, q.r.Method, st, d)
-	if !h.log.Enabled(q.r.Context(), slog.LevelInfo) {
-		return // spare building the line
-	}
-	key := ""
-	if q.auth != nil {
-		key = q.auth.AccessKeyID
-	}
-	attrs := []slog.Attr{
-		slog.String("method", q.r.Method),
-		slog.String("cache", q.bucket),
-		slog.String("op", q.op),
-		slog.String("key", q.key),
-		slog.Int("status", st),
-		slog.Int64("bytes", q.w.bytes),
-		slog.Duration("duration", d.Round(time.Microsecond)),
-		slog.String("access_key", key),
-		slog.String("remote", q.r.RemoteAddr),
-		slog.String("request_id", q.id),
-	}
-	if q.err != nil && st < 500 {
-		_, code, msg := s3Status(q.err)
-		attrs = append(attrs, slog.String("code", code), slog.String("reason", msg))
-	}
-	h.log.LogAttrs(q.r.Context(), slog.LevelInfo, "s3 request", attrs...)
+	h.accessLog.Done(q.r, q.w, q.op, d, func() []slog.Attr {
+		st := q.w.Status()
+		key := ""
+		if q.auth != nil {
+			key = q.auth.AccessKeyID
+		}
+		attrs := []slog.Attr{
+			slog.String("method", q.r.Method),
+			slog.String("cache", q.bucket),
+			slog.String("op", q.op),
+			slog.String("key", q.key),
+			slog.Int("status", st),
+			slog.Int64("bytes", q.w.Bytes()),
+			slog.Duration("duration", d.Round(time.Microsecond)),
+			slog.String("access_key", key),
+			slog.String("remote", q.r.RemoteAddr),
+			slog.String("request_id", q.id),
+		}
+		if q.err != nil && st < 500 {
+			_, code, msg := s3Status(q.err)
+			attrs = append(attrs, slog.String("code", code), slog.String("reason", logReason(q.err, msg)))
+		}
+		return attrs
+	})
 }
 
-// responseWriter records the status and size of a response.
-type responseWriter struct {
-	http.ResponseWriter
-	status int
-	bytes  int64
-}
-
-func (w *responseWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
+// logReason is what the log says of a refusal with msg: msg, but for a
+// refused credential the error's whole text, which says what the client
+// must not be told (whether a cache it may not see exists).
+func logReason(err error, msg string) string {
+	switch service.CodeOf(err) {
+	case service.CodeUnauthenticated, service.CodeForbidden:
+		return err.Error()
 	}
-	w.ResponseWriter.WriteHeader(code)
+	return msg
 }
-
-func (w *responseWriter) Write(p []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	n, err := w.ResponseWriter.Write(p)
-	w.bytes += int64(n)
-	return n, err
-}
-
-// Unwrap lets http.ResponseController reach the connection.
-func (w *responseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -45,9 +45,10 @@ type Options struct {
 
 // Handler serves the S3 API.
 type Handler struct {
-	svc  *service.Service
-	log  *slog.Logger
-	opts Options
+	svc       *service.Service
+	log       *slog.Logger
+	opts      Options
+	accessLog httpx.AccessLog
 }
 
 // New returns a Handler over svc.
@@ -58,7 +59,8 @@ func New(svc *service.Service, opts Options) *Handler {
 	if opts.BodyTimeout <= 0 {
 		opts.BodyTimeout = time.Minute
 	}
-	return &Handler{svc: svc, log: opts.Logger, opts: opts}
+	return &Handler{svc: svc, log: opts.Logger, opts: opts,
+		accessLog: httpx.AccessLog{Logger: opts.Logger, Metrics: opts.Metrics, Protocol: "s3", Message: "s3 request"}}
 }
 
 // Is reports whether r is an S3 request: one signed with AWS Signature V4,
@@ -68,7 +70,7 @@ func Is(r *http.Request) bool { return sigv4.IsSigned(r) || sigv4.IsSignedV2(r) 
 // request is one S3 request being served.
 type request struct {
 	r         *http.Request
-	w         *responseWriter
+	w         *httpx.ResponseWriter
 	id        string // x-amz-request-id
 	bucket    string
 	key       string
@@ -79,11 +81,14 @@ type request struct {
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	q := &request{r: r, w: &responseWriter{ResponseWriter: w}, id: requestID()}
+	q := &request{r: r, w: &httpx.ResponseWriter{ResponseWriter: w}, id: httpx.RequestID()}
 	start := time.Now()
 	defer func() { h.logRequest(q, time.Since(start)) }()
 	q.w.Header().Set("x-amz-request-id", q.id)
 	q.w.Header().Set("Server", "larder")
+	// Objects keep the content type their uploader gave: a browser must
+	// not guess another.
+	q.w.Header().Set("X-Content-Type-Options", "nosniff")
 
 	if sigv4.IsSignedV2(r) && !sigv4.IsSigned(r) {
 		h.fail(q, &s3Error{Status: 400, Code: "InvalidRequest",
@@ -96,18 +101,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// reading fails with os.ErrDeadlineExceeded (RequestTimeout).
 		r.Body = &idleBody{ReadCloser: r.Body, rc: http.NewResponseController(q.w), timeout: h.opts.BodyTimeout}
 	}
-	auth, err := sigv4.Verify(r.Context(), r, h.lookup, sigv4.Options{Region: h.opts.Region, Service: "s3"})
+	auth, err := sigv4.Verify(r.Context(), r, q.lookup(h.svc), sigv4.Options{Region: h.opts.Region, Service: "s3"})
 	if err != nil {
 		h.fail(q, err)
 		return
 	}
 	q.auth = auth
 	defer auth.Body.Close()
-	q.principal, err = h.principalOf(r.Context(), auth.AccessKeyID)
-	if err != nil {
-		h.fail(q, err)
-		return
-	}
 	h.route(q)
 }
 
@@ -124,18 +124,18 @@ func (b *idleBody) Read(p []byte) (int, error) {
 	return b.ReadCloser.Read(p)
 }
 
-// lookup gives sigv4 the secret of an access key.
-func (h *Handler) lookup(ctx context.Context, id string) (string, error) {
-	secret, _, err := h.svc.AccessKey(ctx, id)
-	if service.CodeOf(err) == service.CodeUnauthenticated {
-		return "", sigv4.ErrUnknownKey
+// lookup gives sigv4 the secret of an access key and keeps the principal
+// the key stands for as the request's, so that a request looks its key up
+// once.
+func (q *request) lookup(svc *service.Service) sigv4.Lookup {
+	return func(ctx context.Context, id string) (string, error) {
+		secret, p, err := svc.AccessKey(ctx, id)
+		if service.CodeOf(err) == service.CodeUnauthenticated {
+			return "", sigv4.ErrUnknownKey
+		}
+		q.principal = p
+		return secret, err
 	}
-	return secret, err
-}
-
-func (h *Handler) principalOf(ctx context.Context, id string) (*service.Principal, error) {
-	_, p, err := h.svc.AccessKey(ctx, id)
-	return p, err
 }
 
 // address returns the bucket and key a request names: path style

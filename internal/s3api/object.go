@@ -48,6 +48,9 @@ func (h *Handler) getObject(q *request) {
 		ctype = "binary/octet-stream"
 	}
 	hdr.Set("Content-Type", ctype)
+	// The content type is the uploader's: an HTML or SVG object opened in a
+	// browser runs as a page without an origin, not as larder's.
+	hdr.Set("Content-Security-Policy", "sandbox")
 	for k, v := range o.Metadata {
 		hdr["x-amz-meta-"+k] = []string{v} // as sent: names are case-sensitive to clients
 	}

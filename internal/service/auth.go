@@ -7,6 +7,7 @@ import (
 	"encoding/base32"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"path"
 	"regexp"
 	"strconv"
@@ -226,40 +227,88 @@ func (c Cache) CacheInfo() []byte { return c.entry.cacheInfo() }
 // cache need no token and ignore one that is sent, so that they never touch
 // the database; everything else looks the token up every time, so a revoked
 // token stops working at once.
+//
+// A caller who may not read the name learns nothing of a cache it cannot
+// see: a cache that does not exist and a private one are refused the same
+// way (see authorize).
 func (s *Service) Access(ctx context.Context, cacheName, token string, need store.Perm) (Cache, error) {
-	e, err := s.cache(ctx, cacheName)
+	e, err := s.cacheIfAny(ctx, cacheName)
 	if err != nil {
 		return Cache{}, err
 	}
-	if need == store.PermRead && !e.Private {
+	if e != nil && need == store.PermRead && !e.Private {
 		return Cache{e}, nil
 	}
 	p, err := s.Authenticate(ctx, token)
 	if err != nil {
 		return Cache{}, err
 	}
-	return s.authorize(e, p, need)
+	return s.authorize(e, cacheName, p, need)
 }
 
 // Authorize checks that an authenticated principal may use the named cache
-// at the level need, and returns the cache.
+// at the level need, and returns the cache. Reads of a public cache need no
+// credential; a missing cache is refused like a private one to a principal
+// that may not read the name, as in Access.
 func (s *Service) Authorize(ctx context.Context, p *Principal, cacheName string, need store.Perm) (Cache, error) {
-	e, err := s.cache(ctx, cacheName)
+	e, err := s.cacheIfAny(ctx, cacheName)
 	if err != nil {
 		return Cache{}, err
 	}
-	if need == store.PermRead && !e.Private {
+	if e != nil && need == store.PermRead && !e.Private {
 		return Cache{e}, nil
 	}
-	return s.authorize(e, p, need)
+	return s.authorize(e, cacheName, p, need)
 }
 
-func (s *Service) authorize(e *cacheEntry, p *Principal, need store.Perm) (Cache, error) {
+// AuthorizeCredential is Authorize for what needs a credential whose scope
+// covers the cache even when it is public (reading its pins).
+func (s *Service) AuthorizeCredential(ctx context.Context, p *Principal, cacheName string, need store.Perm) (Cache, error) {
+	e, err := s.cacheIfAny(ctx, cacheName)
+	if err != nil {
+		return Cache{}, err
+	}
+	return s.authorize(e, cacheName, p, need)
+}
+
+// cacheIfAny returns the named cache, or nil if there is none.
+func (s *Service) cacheIfAny(ctx context.Context, name string) (*cacheEntry, error) {
+	e, err := s.cache(ctx, name)
+	if CodeOf(err) == CodeNotFound {
+		return nil, nil
+	}
+	return e, err
+}
+
+// authorize decides whether p may use the cache e, called name (nil if
+// there is none), at the level need.
+//
+// To a principal whose scope does not cover the name, a cache that does
+// not exist and a private one look the same: the same refusal, with the
+// same message, so that nobody without a credential for a name can find out
+// whether a private cache of that name exists. Only the log (the error's
+// detail) tells them apart. A principal that may read the name is told the
+// truth: no such cache (404), or what its credential lacks (403).
+func (s *Service) authorize(e *cacheEntry, name string, p *Principal, need store.Perm) (Cache, error) {
 	what, doing := "write to", "writing to"
 	if need == store.PermRead {
 		what, doing = "read", "reading"
 	}
+	if !p.Can(name, store.PermRead) && (e == nil || e.Private) {
+		detail := errNoCache
+		if e != nil {
+			detail = errPrivate
+		}
+		if p.token == nil {
+			return Cache{}, &Error{Code: CodeUnauthenticated, Err: detail,
+				Msg: fmt.Sprintf("a token is needed to %s cache %s, if it exists", what, name)}
+		}
+		return Cache{}, &Error{Code: CodeForbidden, Err: detail,
+			Msg: fmt.Sprintf("the credential is for %s, not cache %s", scopeText(p.token.Scope), name)}
+	}
 	switch {
+	case e == nil:
+		return Cache{}, noSuchCache(name)
 	case p.token == nil:
 		return Cache{}, errorf(CodeUnauthenticated, "a token is needed to %s cache %s", what, e.Name)
 	case !covers(p.token.Scope, e.Name):
@@ -270,6 +319,13 @@ func (s *Service) authorize(e *cacheEntry, p *Principal, need store.Perm) (Cache
 	}
 	return Cache{e}, nil
 }
+
+// The details, for the log only, of a refusal that must not say whether the
+// cache exists.
+var (
+	errNoCache = errors.New("there is no such cache")
+	errPrivate = errors.New("the cache is private")
+)
 
 func scopeText(scope string) string {
 	switch {

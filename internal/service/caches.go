@@ -50,7 +50,7 @@ func cacheNameChars(name string) bool {
 // every cache is also served as an S3 bucket.
 func ValidateCacheName(name string) error {
 	bad := func(why string) error {
-		return &Error{Code: CodeInvalid, Reason: ReasonInvalidCacheName, Msg: fmt.Sprintf("cache name %q is not valid: %s", name, why)}
+		return &Error{Code: CodeInvalid, Reason: ReasonBadCacheName, Msg: fmt.Sprintf("cache name %q is not valid: %s", name, why)}
 	}
 	switch {
 	case len(name) < 3 || len(name) > 63:
@@ -245,7 +245,7 @@ func (s *Service) DeleteEmptyCacheAs(ctx context.Context, p *Principal, name str
 		return internal(err, "list cache %s", name)
 	}
 	if len(keys) > 0 {
-		return &Error{Code: CodeConflict, Reason: ReasonBucketNotEmpty, Msg: fmt.Sprintf("cache %s is not empty", name)}
+		return &Error{Code: CodeConflict, Reason: ReasonCacheNotEmpty, Msg: fmt.Sprintf("cache %s is not empty", name)}
 	}
 	return s.DeleteCache(ctx, name)
 }

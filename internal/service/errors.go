@@ -37,20 +37,22 @@ type Error struct {
 	Err    error
 }
 
-// Reason refines an error code.
+// Reason refines an error code. Reasons name what happened, not how a
+// protocol says it: each front end translates them in its error mapping.
 type Reason string
 
 // The reasons the service gives.
 const (
-	ReasonNoSuchUpload     Reason = "NoSuchUpload"
-	ReasonInvalidPart      Reason = "InvalidPart"
-	ReasonInvalidPartOrder Reason = "InvalidPartOrder"
-	ReasonEntityTooSmall   Reason = "EntityTooSmall"
-	ReasonBucketNotEmpty   Reason = "BucketNotEmpty"
-	ReasonNoSuchCache      Reason = "NoSuchBucket"
-	ReasonNoSuchKey        Reason = "NoSuchKey"
-	ReasonCacheExists      Reason = "BucketAlreadyOwnedByYou"
-	ReasonInvalidCacheName Reason = "InvalidBucketName"
+	ReasonUploadNotFound Reason = "upload-not-found" // no multipart upload with that ID in progress
+	ReasonPartNotFound   Reason = "part-not-found"   // a part of a completion was not uploaded, or has another ETag
+	ReasonPartOrder      Reason = "part-order"       // the parts of a completion are not in ascending order
+	ReasonPartTooSmall   Reason = "part-too-small"   // a part but the last is under MinPartSize
+	ReasonNoParts        Reason = "no-parts"         // a completion that names no parts
+	ReasonCacheNotEmpty  Reason = "cache-not-empty"  // deleting a cache that holds objects
+	ReasonCacheNotFound  Reason = "cache-not-found"  // no cache of that name
+	ReasonKeyNotFound    Reason = "key-not-found"    // the cache has no such key
+	ReasonCacheExists    Reason = "cache-exists"     // creating a cache whose name is taken
+	ReasonBadCacheName   Reason = "bad-cache-name"   // a name no cache may have
 )
 
 // ReasonOf returns the reason of the first *Error in err's chain, or "".
@@ -110,5 +112,5 @@ func Message(err error) string {
 }
 
 func noSuchCache(name string) *Error {
-	return &Error{Code: CodeNotFound, Reason: ReasonNoSuchCache, Msg: fmt.Sprintf("there is no cache named %q", name)}
+	return &Error{Code: CodeNotFound, Reason: ReasonCacheNotFound, Msg: fmt.Sprintf("there is no cache named %q", name)}
 }

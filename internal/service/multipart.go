@@ -32,7 +32,7 @@ type CompletedPart struct {
 }
 
 func noSuchUpload(id string) *Error {
-	return &Error{Code: CodeNotFound, Reason: ReasonNoSuchUpload, Msg: fmt.Sprintf("there is no upload %q in progress", id)}
+	return &Error{Code: CodeNotFound, Reason: ReasonUploadNotFound, Msg: fmt.Sprintf("there is no upload %q in progress", id)}
 }
 
 // CreateUpload starts a multipart upload of key and returns its ID.
@@ -148,7 +148,7 @@ func (s *Service) CompleteUpload(ctx context.Context, c Cache, key, id string, p
 // stored ones and returns them in order.
 func chooseParts(stored []store.Part, parts []CompletedPart) ([]store.Part, error) {
 	if len(parts) == 0 {
-		return nil, &Error{Code: CodeInvalid, Reason: "MalformedXML", Msg: "the request names no parts"}
+		return nil, &Error{Code: CodeInvalid, Reason: ReasonNoParts, Msg: "the request names no parts"}
 	}
 	byNumber := make(map[int]store.Part, len(stored))
 	for _, p := range stored {
@@ -157,16 +157,16 @@ func chooseParts(stored []store.Part, parts []CompletedPart) ([]store.Part, erro
 	chosen := make([]store.Part, 0, len(parts))
 	for i, want := range parts {
 		if i > 0 && want.Number <= parts[i-1].Number {
-			return nil, &Error{Code: CodeInvalid, Reason: ReasonInvalidPartOrder,
+			return nil, &Error{Code: CodeInvalid, Reason: ReasonPartOrder,
 				Msg: "the list of parts was not in ascending order; parts must be ordered by part number"}
 		}
 		p, ok := byNumber[want.Number]
 		if !ok || !strings.EqualFold(strings.Trim(want.ETag, `"`), p.MD5) {
-			return nil, &Error{Code: CodeInvalid, Reason: ReasonInvalidPart,
+			return nil, &Error{Code: CodeInvalid, Reason: ReasonPartNotFound,
 				Msg: fmt.Sprintf("part %d was not uploaded, or its ETag is not %s", want.Number, want.ETag)}
 		}
 		if i < len(parts)-1 && p.Size < MinPartSize {
-			return nil, &Error{Code: CodeInvalid, Reason: ReasonEntityTooSmall,
+			return nil, &Error{Code: CodeInvalid, Reason: ReasonPartTooSmall,
 				Msg: fmt.Sprintf("part %d is %d bytes; every part but the last must be at least %d", p.Number, p.Size, MinPartSize)}
 		}
 		chosen = append(chosen, p)

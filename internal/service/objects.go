@@ -92,7 +92,7 @@ func (s *Service) StatObject(ctx context.Context, c Cache, key string) (_ Object
 		return inlineObject(key, c.CacheInfo(), "text/x-nix-cache-info", c.entry.CreatedAt), nil
 	case nixkey.NarInfo:
 		if !s.index.Has(c.entry.ID, k.Hash) {
-			return ObjectInfo{}, &Error{Code: CodeNotFound, Reason: ReasonNoSuchKey,
+			return ObjectInfo{}, &Error{Code: CodeNotFound, Reason: ReasonKeyNotFound,
 				Msg: fmt.Sprintf("cache %s has no %s", c.entry.Name, key)}
 		}
 		body, rec, err := s.narInfo(ctx, c, k.Hash)
@@ -126,7 +126,7 @@ func (s *Service) StatObject(ctx context.Context, c Cache, key string) (_ Object
 func (s *Service) plainObject(ctx context.Context, c Cache, key string) (ObjectInfo, error) {
 	o, err := s.meta.GetObject(ctx, c.entry.ID, key)
 	if errors.Is(err, store.ErrNotFound) {
-		return ObjectInfo{}, &Error{Code: CodeNotFound, Reason: ReasonNoSuchKey, Msg: fmt.Sprintf("cache %s has no object %q", c.entry.Name, key)}
+		return ObjectInfo{}, &Error{Code: CodeNotFound, Reason: ReasonKeyNotFound, Msg: fmt.Sprintf("cache %s has no object %q", c.entry.Name, key)}
 	}
 	if err != nil {
 		return ObjectInfo{}, internal(err, "look up object %q", key)
@@ -145,10 +145,10 @@ func inlineObject(key string, body []byte, ctype string, modified time.Time) Obj
 		Modified: modified, ContentType: ctype, inline: body}
 }
 
-// noSuchKey marks a not-found error as the S3 API's NoSuchKey.
+// noSuchKey marks a not-found error as a missing key.
 func noSuchKey(err error, key string) error {
 	if CodeOf(err) == CodeNotFound {
-		return &Error{Code: CodeNotFound, Reason: ReasonNoSuchKey, Msg: Message(err)}
+		return &Error{Code: CodeNotFound, Reason: ReasonKeyNotFound, Msg: Message(err)}
 	}
 	return err
 }

@@ -4,9 +4,9 @@
 // narinfos are signed with their cache's key, and tokens decide who reads and
 // writes which cache.
 //
-// Front ends (the Nix HTTP protocol, the CLI, later S3 and an admin API)
-// translate their protocol into calls of Service and map its errors, whose
-// codes are defined in errors.go, back. This package must not import a front
+// Front ends (the Nix HTTP protocol with larder's JSON API, the S3 API, the
+// CLI) translate their protocol into calls of Service and map its errors,
+// whose codes are defined in errors.go, back. This package must not import a front
 // end or a store implementation.
 package service
 

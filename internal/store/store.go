@@ -3,7 +3,7 @@
 // narinfos and multipart uploads).
 //
 // Implementations live in subpackages named after what they use (local,
-// sqlite, and later s3 and postgres). They know nothing of Nix: they keep
+// s3blob, sqlite, postgres). They know nothing of Nix: they keep
 // records and bytes exactly as the service hands them over, and every check of
 // their content belongs to the service. This package must not import any
 // implementation, the service or a front end.
@@ -53,8 +53,9 @@ type BlobInfo struct {
 // Keys are made of the characters [a-z0-9._-] separated by single slashes;
 // no segment is empty, "." or "..", a segment has at most 255 bytes and a
 // key at most 1024. No key is another key followed by "/…" (a file system
-// cannot hold both). Implementations reject other keys with an error and
-// never let a key name a location outside their own root.
+// cannot hold both). Implementations reject other keys with an error
+// wrapping ErrInvalidKey, checking keys with CheckKey and List prefixes with
+// CheckPrefix, and never let a key name a location outside their own root.
 type BlobStore interface {
 	// Put stores the bytes read from r under key. When size is not negative
 	// r must yield exactly size bytes. Put is atomic: if r returns an error,

@@ -42,7 +42,7 @@ func (s *Store) visit(path string, d fs.DirEntry, start, prefix string, fn func(
 	if path == start && d.IsDir() {
 		return nil
 	}
-	if path == s.tmp || checkSegment(d.Name()) != nil {
+	if path == s.tmp || store.CheckKey(d.Name()) != nil { // a name no key segment could have
 		if d.IsDir() {
 			return filepath.SkipDir
 		}

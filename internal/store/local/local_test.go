@@ -93,12 +93,12 @@ func TestInvalidKeysStayInRoot(t *testing.T) {
 		"a/../b", "./x", "x/./y", "a//b", "a/", "A", "a\x00b", "..\\x", ""}
 	for _, k := range keys {
 		err := s.Put(ctx, k, strings.NewReader("x"), 1)
-		if !errors.Is(err, ErrInvalidKey) {
+		if !errors.Is(err, store.ErrInvalidKey) {
 			t.Errorf("put %q: got %v, want ErrInvalidKey", k, err)
 		}
 	}
 	err := s.List(ctx, "../", func(store.BlobInfo) error { return nil })
-	if !errors.Is(err, ErrInvalidKey) {
+	if !errors.Is(err, store.ErrInvalidKey) {
 		t.Errorf("list ../: got %v, want ErrInvalidKey", err)
 	}
 	var found []string
@@ -125,26 +125,26 @@ func TestKeyLimits(t *testing.T) {
 	ctx := t.Context()
 	seg := strings.Repeat("s", 200)
 	var long []string
-	for len(strings.Join(long, "/")) < maxKeyLen-len(seg) {
+	for len(strings.Join(long, "/")) < store.MaxKeyLen-len(seg) {
 		long = append(long, seg)
 	}
 	ok := strings.Join(long, "/")
-	ok += "/" + strings.Repeat("e", maxKeyLen-len(ok)-1)
+	ok += "/" + strings.Repeat("e", store.MaxKeyLen-len(ok)-1)
 	cases := []struct {
 		key   string
 		valid bool
 	}{
 		{ok, true},
 		{ok + "x", false},
-		{strings.Repeat("n", maxSegmentLen), true},
-		{strings.Repeat("n", maxSegmentLen+1), false},
+		{strings.Repeat("n", store.MaxSegmentLen), true},
+		{strings.Repeat("n", store.MaxSegmentLen+1), false},
 	}
 	for _, c := range cases {
 		err := s.Put(ctx, c.key, strings.NewReader("x"), 1)
 		if c.valid && err != nil {
 			t.Errorf("put key of %d bytes: %v", len(c.key), err)
 		}
-		if !c.valid && !errors.Is(err, ErrInvalidKey) {
+		if !c.valid && !errors.Is(err, store.ErrInvalidKey) {
 			t.Errorf("put key of %d bytes: got %v, want ErrInvalidKey", len(c.key), err)
 		}
 	}

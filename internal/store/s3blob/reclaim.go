@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/larder-cache/larder/internal/store"
 	"github.com/minio/minio-go/v7"
 )
 
@@ -121,7 +122,7 @@ func (s *Store) readMarker(ctx context.Context, marker string) (string, error) {
 	}
 	name := string(b)
 	key, ok := strings.CutPrefix(name, s.prefix)
-	if !ok || len(name) > maxObjectLen || checkKey(key) != nil {
+	if !ok || len(name) > maxObjectLen || store.CheckKey(key) != nil {
 		return "", nil
 	}
 	return name, nil

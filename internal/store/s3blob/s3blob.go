@@ -205,7 +205,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 // the store's prefix whose names are not valid keys (put there by other
 // programs) are skipped.
 func (s *Store) List(ctx context.Context, prefix string, fn func(store.BlobInfo) error) error {
-	if err := checkPrefix(prefix); err != nil {
+	if err := store.CheckPrefix(prefix); err != nil {
 		return fmt.Errorf("list blobs %q: %w", prefix, err)
 	}
 	if err := ctx.Err(); err != nil {
@@ -220,7 +220,7 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(store.BlobInfo)
 			return fmt.Errorf("list blobs %q: %w", prefix, translate(ctx, oi.Err))
 		}
 		key, ok := strings.CutPrefix(oi.Key, s.prefix)
-		if !ok || checkKey(key) != nil {
+		if !ok || store.CheckKey(key) != nil {
 			continue
 		}
 		err := fn(store.BlobInfo{Key: key, Size: oi.Size, ModTime: oi.LastModified.UTC()})

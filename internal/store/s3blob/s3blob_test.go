@@ -134,11 +134,11 @@ func TestKeysStayUnderPrefix(t *testing.T) {
 	}
 	for _, k := range []string{"../x", "../../x", "a/../../x", "/abs", "..", "a//b", "A", "uploads~/x", ""} {
 		err := s.Put(ctx, k, strings.NewReader("x"), 1)
-		if !errors.Is(err, ErrInvalidKey) {
+		if !errors.Is(err, store.ErrInvalidKey) {
 			t.Errorf("put %q: got %v, want ErrInvalidKey", k, err)
 		}
 	}
-	if err := s.List(ctx, "../", func(store.BlobInfo) error { return nil }); !errors.Is(err, ErrInvalidKey) {
+	if err := s.List(ctx, "../", func(store.BlobInfo) error { return nil }); !errors.Is(err, store.ErrInvalidKey) {
 		t.Errorf("list ../: got %v, want ErrInvalidKey", err)
 	}
 	for _, name := range objectNames(t, srv) {
@@ -149,7 +149,7 @@ func TestKeysStayUnderPrefix(t *testing.T) {
 	// A key that would make an object name longer than S3 allows.
 	long := strings.Repeat("k", 203) + "/" + strings.Repeat("l", 203) + "/" +
 		strings.Repeat("m", 203) + "/" + strings.Repeat("n", 203) + "/" + strings.Repeat("o", 203)
-	if err := s.Put(ctx, long, strings.NewReader("x"), 1); !errors.Is(err, ErrInvalidKey) {
+	if err := s.Put(ctx, long, strings.NewReader("x"), 1); !errors.Is(err, store.ErrInvalidKey) {
 		t.Errorf("put a key of %d bytes under a prefix: got %v, want ErrInvalidKey", len(long), err)
 	}
 }
