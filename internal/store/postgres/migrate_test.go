@@ -76,9 +76,7 @@ func TestConcurrentOpensMigrateOnce(t *testing.T) {
 func TestMigrate(t *testing.T) {
 	dsn := testserver.Postgres(t)
 	for range 2 {
-		if err := Migrate(t.Context(), dsn); err != nil {
-			t.Fatal(err)
-		}
+		migrateDB(t, dsn)
 	}
 	wantAllVersions(t, dsn)
 	s := openStore(t, dsn)
@@ -88,9 +86,7 @@ func TestMigrate(t *testing.T) {
 
 func TestOpenRefusesNewerSchema(t *testing.T) {
 	dsn := testserver.Postgres(t)
-	if err := Migrate(t.Context(), dsn); err != nil {
-		t.Fatal(err)
-	}
+	migrateDB(t, dsn)
 	admin(t, dsn, fmt.Sprintf(`INSERT INTO schema_migrations (version) VALUES (%d)`, len(migrations)+1))
 	_, err := Open(t.Context(), dsn)
 	if err == nil || !strings.Contains(err.Error(), "newer") {
@@ -102,9 +98,7 @@ func TestOpenRefusesNewerSchema(t *testing.T) {
 // not create any opens a database migrated by another.
 func TestOpenWithoutCreateRight(t *testing.T) {
 	dsn := testserver.Postgres(t)
-	if err := Migrate(t.Context(), dsn); err != nil {
-		t.Fatal(err)
-	}
+	migrateDB(t, dsn)
 	role := fmt.Sprintf("larder_user_%d", schemas.Add(1))
 	admin(t, dsn, `CREATE ROLE `+role+` LOGIN;
 		REVOKE CREATE ON SCHEMA public FROM PUBLIC;
@@ -159,5 +153,18 @@ func TestParseDSN(t *testing.T) {
 	}
 	if cfg.MaxConns < 4 || cfg.ConnConfig.RuntimeParams["application_name"] != applicationName || cfg.ConnConfig.ConnectTimeout.Seconds() != 3 {
 		t.Errorf("defaults: size %d, params %v, timeout %v", cfg.MaxConns, cfg.ConnConfig.RuntimeParams, cfg.ConnConfig.ConnectTimeout)
+	}
+}
+
+// migrateDB brings the schema of the database up to date as larder
+// migrate does: by opening a store on it.
+func migrateDB(t *testing.T, dsn string) {
+	t.Helper()
+	s, err := Open(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
 	}
 }
