@@ -293,3 +293,28 @@ func TestLostNarWithdrawn(t *testing.T) {
 		t.Fatalf("the narinfo after the new upload: %v", err)
 	}
 }
+
+// TestNarInfoOfLostNarNotServed: a narinfo whose NAR file's blob is gone
+// is not served even before anything reads the NAR file: the lookup finds
+// the blob missing and withdraws the file, so that the NAR file is
+// answered as missing too.
+func TestNarInfoOfLostNarNotServed(t *testing.T) {
+	t.Parallel()
+	e := newRaceEnv(t)
+	if err := e.putNar(e.main, bytes.NewReader(e.nar)); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.putNarInfo(e.main); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(e.blobs, "nar")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.NarInfo(t.Context(), e.main, e.hash); service.CodeOf(err) != service.CodeNotFound {
+		t.Fatalf("the narinfo of a NAR file whose blob is gone: %v, want not found", err)
+	}
+	k, _ := nixkey.Parse(e.narKey)
+	if _, err := e.svc.Nar(t.Context(), e.main, k); service.CodeOf(err) != service.CodeNotFound {
+		t.Fatalf("the lost NAR file, after its narinfo was looked up: %v, want not found", err)
+	}
+}

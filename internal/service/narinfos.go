@@ -196,32 +196,42 @@ func (s *Service) NarInfo(ctx context.Context, c Cache, hash string) ([]byte, er
 		s.access.note(c.entry.ID, hash)
 		return body, nil
 	}
-	body, _, err := s.narInfo(ctx, c, hash)
-	if err == nil {
-		s.rendered.put(c.entry.ID, hash, c.entry.SecretKey, body, now)
-		s.access.note(c.entry.ID, hash)
+	body, _, nar, err := s.narInfo(ctx, c, hash)
+	if err != nil {
+		return nil, err
 	}
-	return body, err
+	// What Nix fetches next is the NAR file: a narinfo is served only if
+	// its blob is there. A lost one is withdrawn, which every later
+	// lookup sees without a look at the blob store.
+	if _, err := s.blobs.Stat(ctx, nar.BlobKey); errors.Is(err, store.ErrNotFound) {
+		return nil, s.narLost(ctx, c, nar)
+	} else if err != nil {
+		// The NAR read will tell the client; the narinfo is known good.
+		s.log.Debug("stat the NAR file of a narinfo", "cache", c.entry.Name, "hash", hash, "err", err)
+	}
+	s.rendered.put(c.entry.ID, hash, c.entry.SecretKey, body, now)
+	s.access.note(c.entry.ID, hash)
+	return body, nil
 }
 
 // narInfo renders the narinfo of hash in the cache, signed, and returns it
-// with its record.
-func (s *Service) narInfo(ctx context.Context, c Cache, hash string) ([]byte, store.NarInfo, error) {
+// with its record and NAR file.
+func (s *Service) narInfo(ctx context.Context, c Cache, hash string) ([]byte, store.NarInfo, store.Nar, error) {
 	rec, nar, err := s.meta.GetNarInfo(ctx, c.entry.ID, hash)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, rec, errorf(CodeNotFound, "cache %s has no %s.narinfo", c.entry.Name, hash)
+		return nil, rec, nar, errorf(CodeNotFound, "cache %s has no %s.narinfo", c.entry.Name, hash)
 	}
 	if err != nil {
-		return nil, rec, internal(err, "get %s.narinfo", hash)
+		return nil, rec, nar, internal(err, "get %s.narinfo", hash)
 	}
 	if nar.Missing {
 		s.log.Warn("not serving a narinfo whose NAR file is missing", "cache", c.entry.Name,
 			"store_path", rec.StorePath, "file_hash", nar.FileHash)
-		return nil, rec, errorf(CodeNotFound, "cache %s has no %s.narinfo (its NAR file was lost; upload it again)",
+		return nil, rec, nar, errorf(CodeNotFound, "cache %s has no %s.narinfo (its NAR file was lost; upload it again)",
 			c.entry.Name, hash)
 	}
 	body, err := render(c, rec, nar)
-	return body, rec, err
+	return body, rec, nar, err
 }
 
 // render renders the narinfo rec, which serves nar, signed with the

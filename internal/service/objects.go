@@ -95,7 +95,7 @@ func (s *Service) StatObject(ctx context.Context, c Cache, key string) (_ Object
 			return ObjectInfo{}, &Error{Code: CodeNotFound, Reason: ReasonKeyNotFound,
 				Msg: fmt.Sprintf("cache %s has no %s", c.entry.Name, key)}
 		}
-		body, rec, err := s.narInfo(ctx, c, k.Hash)
+		body, rec, _, err := s.narInfo(ctx, c, k.Hash)
 		if err != nil {
 			return ObjectInfo{}, noSuchKey(err, key)
 		}
@@ -444,7 +444,7 @@ func (s *Service) ListObjects(ctx context.Context, c Cache, prefix, after string
 // listed describes a listed entry; a narinfo is rendered to know its size.
 func (s *Service) listed(ctx context.Context, c Cache, e store.Entry) (ObjectInfo, error) {
 	if e.Kind == store.EntryNarInfo {
-		body, _, err := s.narInfo(ctx, c, e.Hash)
+		body, _, _, err := s.narInfo(ctx, c, e.Hash)
 		if err == nil {
 			o := inlineObject(e.Key, body, "text/x-nix-narinfo", e.Modified)
 			o.inline = nil
