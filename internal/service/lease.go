@@ -30,26 +30,13 @@ func (s *Service) holdLease(ctx context.Context, name string) (release func(), e
 	if !ok {
 		return nil, ErrCollecting
 	}
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		t := time.NewTicker(leaseTTL / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-				if ok, err := s.meta.TryLease(context.WithoutCancel(ctx), name, holder, leaseTTL); err != nil || !ok {
-					s.log.Error("renew the lease", "lease", name, "held", ok, "err", err)
-				}
-			}
+	stop := renewEvery(ctx, leaseTTL/3, func(ctx context.Context) {
+		if ok, err := s.meta.TryLease(ctx, name, holder, leaseTTL); err != nil || !ok {
+			s.log.Error("renew the lease", "lease", name, "held", ok, "err", err)
 		}
-	}()
+	})
 	return func() {
-		close(stop)
-		<-done
+		stop()
 		if err := s.meta.ReleaseLease(context.WithoutCancel(ctx), name, holder); err != nil {
 			s.log.Error("release the lease", "lease", name, "err", err)
 		}
@@ -83,4 +70,30 @@ func (s *Service) retryLease(ctx context.Context, name, holder string) bool {
 func leaseHolder() string {
 	host, _ := os.Hostname()
 	return fmt.Sprintf("%s:%d", host, os.Getpid())
+}
+
+// renewEvery calls renew every interval, with a context that ctx's end
+// does not cancel, until the returned function is called; that function
+// returns once renew has returned for the last time.
+func renewEvery(ctx context.Context, every time.Duration, renew func(context.Context)) (stop func()) {
+	ctx = context.WithoutCancel(ctx)
+	quit := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-t.C:
+				renew(ctx)
+			}
+		}
+	}()
+	return func() {
+		close(quit)
+		<-done
+	}
 }

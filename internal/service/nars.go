@@ -186,26 +186,13 @@ func (s *Service) claimed(ctx context.Context, key nixkey.Key, fn func() error) 
 	} else if err != nil {
 		return false, internal(err, "claim %s", key)
 	}
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		t := time.NewTicker(claimTTL / 4)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-				if _, err := s.meta.ClaimNar(context.WithoutCancel(ctx), key.Hash, claimTTL); err != nil {
-					s.log.Warn("renew the claim of an uploaded NAR", "nar", key.String(), "err", err)
-				}
-			}
+	stop := renewEvery(ctx, claimTTL/4, func(ctx context.Context) {
+		if _, err := s.meta.ClaimNar(ctx, key.Hash, claimTTL); err != nil {
+			s.log.Warn("renew the claim of an uploaded NAR", "nar", key.String(), "err", err)
 		}
-	}()
+	})
 	err := fn()
-	close(stop)
-	<-done
+	stop()
 	return true, err
 }
 
