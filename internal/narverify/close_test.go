@@ -132,7 +132,7 @@ func TestErrorType(t *testing.T) {
 	}
 	names := map[Kind]string{
 		KindInvalid: "invalid", KindTooLarge: "too large", KindTruncated: "truncated",
-		KindReadFailed: "read failed", 0: "Kind(0)",
+		KindReadFailed: "read failed", KindBusy: "busy", 0: "Kind(0)",
 	}
 	for k, want := range names {
 		if k.String() != want {
