@@ -99,6 +99,8 @@ func (s *Service) storeNar(ctx context.Context, key nixkey.Key, body io.Reader, 
 			MaxRatio:    s.limits.MaxRatio,
 			RatioFloor:  s.limits.RatioFloor,
 		},
+		Decoder: s.decoder,
+		Context: ctx,
 	})
 	defer v.Close()
 	blobKey := narBlobKey(key.Hash)
@@ -126,6 +128,9 @@ func (s *Service) storeNar(ctx context.Context, key nixkey.Key, body io.Reader, 
 
 // verifyError turns a failed verification into a service error.
 func verifyError(key nixkey.Key, ve *narverify.Error) error {
+	if err := decoderError(key, ve); err != nil {
+		return err
+	}
 	msg := key.String() + ": " + ve.Msg
 	switch ve.Kind {
 	case narverify.KindTooLarge:
