@@ -1,8 +1,10 @@
 package service
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/larder-cache/larder/internal/compression"
@@ -64,4 +66,28 @@ func size(n int64) string {
 		return fmt.Sprintf("%d KiB", (n+1023)>>10)
 	}
 	return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+}
+
+// DecodeBody returns the content of an upload body sent compressed with
+// the named method (an HTTP Content-Encoding), decompressed within the
+// same bounds as verified NARs: the largest window and the decoder memory
+// of all uploads. Close it once read, to give back its memory.
+func (s *Service) DecodeBody(ctx context.Context, method string, body io.Reader) (io.ReadCloser, error) {
+	rc, err := compression.Open(ctx, method, body, s.decoder)
+	var le *compression.LimitError
+	var be *compression.BusyError
+	switch {
+	case err == nil:
+		return rc, nil
+	case errors.As(err, &le):
+		return nil, &Error{Code: CodeTooLarge, Err: err, Msg: fmt.Sprintf(
+			"the body's %s encoding needs more memory to decode than max_decoder_window or decoder_memory allow: %v", method, le)}
+	case errors.As(err, &be):
+		return nil, &Error{Code: CodeUnavailable, Err: err, Msg: fmt.Sprintf(
+			"uploads being decompressed held all of decoder_memory (%s) for decoder_memory_wait (%v); try again",
+			size(be.Total), be.Wait)}
+	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
+		return nil, &Error{Code: CodeClientGone, Msg: "gave up waiting for decoder memory", Err: err}
+	}
+	return nil, &Error{Code: CodeInvalid, Msg: err.Error(), Err: err}
 }

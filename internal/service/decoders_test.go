@@ -182,3 +182,26 @@ func TestNarDecoderMemory(t *testing.T) {
 	}
 	wantNoDecoderMemory(t, "stored", svc)
 }
+
+// TestDecodeBody checks the bounds on bodies sent with a Content-Encoding.
+func TestDecodeBody(t *testing.T) {
+	svc, _ := decoderService(t, 4<<20, 64<<20, time.Second)
+	big, _ := zstdNAR(t, 8<<20)
+	_, err := svc.DecodeBody(t.Context(), "zstd", bytes.NewReader(big))
+	wantCode(t, "8 MiB window", err, service.CodeTooLarge, "needs a window of 8 MiB, more than the 4 MiB allowed")
+	_, err = svc.DecodeBody(t.Context(), "zstd", strings.NewReader("not zstd"))
+	wantCode(t, "not zstd", err, service.CodeInvalid, "zstd")
+	small, _ := zstdNAR(t, 1<<20)
+	rc, err := svc.DecodeBody(t.Context(), "zstd", bytes.NewReader(small))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if service.DecoderMemoryInUse(svc) == 0 {
+		t.Error("decoding a body reserves no decoder memory")
+	}
+	if _, err := io.Copy(io.Discard, rc); err != nil {
+		t.Fatal(err)
+	}
+	rc.Close()
+	wantNoDecoderMemory(t, "decoded", svc)
+}
