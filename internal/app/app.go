@@ -89,6 +89,10 @@ func Limits(cfg config.Config) service.Limits {
 		MaxFileSize:    int64(cfg.MaxFileSize),
 		MaxRatio:       cfg.MaxDecompressionRatio,
 		RatioFloor:     int64(cfg.DecompressionFloor),
+
+		MaxDecoderWindow:  int64(cfg.MaxDecoderWindow),
+		DecoderMemory:     int64(cfg.DecoderMemory),
+		DecoderMemoryWait: time.Duration(cfg.DecoderMemoryWait),
 	}
 }
 

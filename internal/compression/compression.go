@@ -1,7 +1,8 @@
 // Package compression owns the compression methods a Nix binary cache uses:
 // the names Nix writes in a narinfo's Compression field, the extensions it
 // appends to ".nar" in NAR URLs, recognising a method from the first bytes
-// of a file, and bounded, strictly checking decompressors for each method.
+// of a file, bounded, strictly checking decompressors for each method, and
+// the budget that bounds the memory of all decoders at once.
 package compression
 
 import (

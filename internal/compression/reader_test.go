@@ -65,7 +65,7 @@ func TestVariants(t *testing.T) {
 		{"xz", func(t *testing.T) []byte { return xzEncode(t, data, xz.WriterConfig{CheckSum: xz.CRC32}) }},
 		{"xz", func(t *testing.T) []byte { return xzEncode(t, data, xz.WriterConfig{CheckSum: xz.SHA256}) }},
 		{"xz", func(t *testing.T) []byte { return xzEncode(t, data, xz.WriterConfig{NoCheckSum: true}) }},
-		{"xz", func(t *testing.T) []byte { return xzEncode(t, data, xz.WriterConfig{DictCap: MaxXZDict}) }},
+		{"xz", func(t *testing.T) []byte { return xzEncode(t, data, xz.WriterConfig{DictCap: DefaultMaxWindow}) }},
 		{"xz", func(t *testing.T) []byte {
 			enc := xzEncode(t, data[:half], xz.WriterConfig{})
 			enc = append(enc, 0, 0, 0, 0, 0, 0, 0, 0) // stream padding
@@ -362,8 +362,8 @@ func TestNoGoroutines(t *testing.T) {
 	}
 }
 
-// TestZstdWindowLimit checks that frames asking for more than MaxZstdWindow
-// are refused up front.
+// TestZstdWindowLimit checks that frames asking for more than
+// DefaultMaxWindow are refused up front.
 func TestZstdWindowLimit(t *testing.T) {
 	data := testData(10_000)
 	// Frames with a window descriptor (exponent e: 1 KiB << e) and one
@@ -371,19 +371,20 @@ func TestZstdWindowLimit(t *testing.T) {
 	for _, tt := range []struct {
 		exp byte
 		ok  bool
-	}{{17, true}, {18, false}, {31, false}} {
+	}{{16, true}, {17, false}, {31, false}} {
 		frame := []byte{0x28, 0xb5, 0x2f, 0xfd, 0x00, tt.exp << 3, 0x01, 0, 0}
 		_, err := decode(Zstd, bytes.NewReader(frame))
 		if tt.ok && err != nil {
 			t.Errorf("window of %d bytes: %v", 1024<<tt.exp, err)
 		}
-		if !tt.ok && !errors.Is(err, zstd.ErrWindowSizeExceeded) {
-			t.Errorf("window of %d bytes: error %v, want ErrWindowSizeExceeded", 1024<<tt.exp, err)
+		var le *LimitError
+		if !tt.ok && (!errors.As(err, &le) || le.Need != 1024<<tt.exp || le.Max != DefaultMaxWindow) {
+			t.Errorf("window of %d bytes: error %v, want a *LimitError", 1024<<tt.exp, err)
 		}
 	}
 	// What the encoder writes with the largest window is accepted.
 	var b bytes.Buffer
-	w, err := zstd.NewWriter(&b, zstd.WithWindowSize(MaxZstdWindow))
+	w, err := zstd.NewWriter(&b, zstd.WithWindowSize(DefaultMaxWindow))
 	if err != nil {
 		t.Fatal(err)
 	}

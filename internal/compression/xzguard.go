@@ -32,67 +32,36 @@ var xzCheckLen = [16]int64{0, 4, 4, 4, 8, 8, 8, 16, 16, 16, 32, 32, 32, 64, 64, 
 // errTruncatedXZ reports input that ends inside an xz structure.
 var errTruncatedXZ = fmt.Errorf("xz data ends early: %w", io.ErrUnexpectedEOF)
 
-// xzGuard stands between compressed input and the xz decoder. It follows
-// the xz container format (stream headers, block headers, LZMA2 chunk
-// headers, block checks, indexes, footers and stream padding) by their
-// headers alone, handing every byte through unchanged, so that it can refuse
-// a block whose dictionary exceeds maxDict before the decoder sees the
-// header and allocates the dictionary. It also reports input that ends
-// anywhere but after a complete stream as io.ErrUnexpectedEOF, which the
-// decoder does not do for input that ends right after a stream header.
-// Checking checksums and sizes is left to the decoder.
+// xzGuard follows the xz container format (stream headers, block headers,
+// LZMA2 chunk headers, block checks, indexes, footers and stream padding)
+// by their headers alone, so that it can refuse a block whose dictionary
+// exceeds maxDict, and reserve the dictionary of each block, before the
+// decoder sees the header and allocates the dictionary. It also reports
+// input that ends anywhere but after a complete stream as
+// io.ErrUnexpectedEOF, which the decoder does not do for input that ends
+// right after a stream header. Checking checksums and sizes is left to the
+// decoder.
 type xzGuard struct {
-	src      *bufio.Reader // at least 1024 bytes of buffer, for block headers
+	guard    // src needs at least 1024 bytes of buffer, for block headers
 	maxDict  int64
+	res      *reservation
 	state    xzState
-	pass     int64  // bytes of the current structure still to hand through
 	checkLen int64  // check field length of the current stream's blocks
 	unpadded int64  // block header and compressed size of the current block
 	records  uint64 // index records still to read
 	indexLen int64  // bytes of the current index read so far
-	err      error
 }
 
-func newXZGuard(src *bufio.Reader, maxDict int64) *xzGuard {
-	return &xzGuard{src: src, maxDict: maxDict}
+func newXZGuard(src *bufio.Reader, maxDict int64, res *reservation) *xzGuard {
+	g := &xzGuard{maxDict: maxDict, res: res}
+	g.guard = guard{src: src, step: g.next, truncated: errTruncatedXZ}
+	return g
 }
 
-// Read hands through the input up to the end of the current structure,
-// checking the next structure's header first when it is reached.
-func (g *xzGuard) Read(p []byte) (int, error) {
-	if g.err != nil {
-		return 0, g.err
-	}
-	for g.pass == 0 {
-		if err := g.step(); err != nil {
-			g.err = err
-			return 0, err
-		}
-	}
-	if len(p) == 0 {
-		return 0, nil
-	}
-	if int64(len(p)) > g.pass {
-		p = p[:g.pass]
-	}
-	n, err := g.src.Read(p)
-	g.pass -= int64(n)
-	if err == io.EOF {
-		err = nil
-		if g.pass > 0 {
-			err = errTruncatedXZ
-		}
-	}
-	if err != nil {
-		g.err = err
-	}
-	return n, err
-}
-
-// step reads the header of the structure at the current position, checks
+// next reads the header of the structure at the current position, checks
 // it and sets how many bytes to hand through and what comes next. It
 // returns io.EOF when the input ends cleanly after a stream.
-func (g *xzGuard) step() error {
+func (g *xzGuard) next() error {
 	switch g.state {
 	case xzStreamHeader:
 		return g.streamHeader()
@@ -115,27 +84,6 @@ func (g *xzGuard) step() error {
 	}
 }
 
-// peek returns the next n bytes without consuming them.
-func (g *xzGuard) peek(n int) ([]byte, error) {
-	b, err := g.src.Peek(n)
-	if len(b) == n {
-		return b, nil
-	}
-	if err == io.EOF {
-		return nil, errTruncatedXZ
-	}
-	return nil, err
-}
-
-// peekUpTo returns up to n next bytes, fewer only at the end of the input.
-func (g *xzGuard) peekUpTo(n int) ([]byte, error) {
-	b, err := g.src.Peek(n)
-	if len(b) < n && err != io.EOF {
-		return nil, err
-	}
-	return b, nil
-}
-
 func (g *xzGuard) streamHeader() error {
 	h, err := g.peek(12)
 	if err != nil {
@@ -147,6 +95,26 @@ func (g *xzGuard) streamHeader() error {
 	g.checkLen = xzCheckLen[h[7]&0x0f]
 	g.pass = 12
 	g.state = xzBlockOrIndex
+	return g.lookAhead()
+}
+
+// lookAhead checks and reserves the block header that follows the stream
+// header at the current position, if there is one, so that the first
+// block's dictionary is reserved before the decoder is made. The checks
+// are those blockHeader makes again when the block is reached; what cannot
+// be read now is left to it.
+func (g *xzGuard) lookAhead() error {
+	h, err := g.src.Peek(12 + 1)
+	if err != nil || h[12] == 0 {
+		return nil
+	}
+	size := int(h[12])*4 + 4
+	if h, err = g.src.Peek(12 + size); err != nil {
+		return nil
+	}
+	if err := g.checkBlockHeader(h[12:]); err != nil && g.res.err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -201,14 +169,26 @@ func (g *xzGuard) indexRecord() error {
 }
 
 // blockHeader checks the block header of size bytes at the current
-// position: the dictionary of its LZMA2 filter must not exceed maxDict.
+// position and hands it through.
 func (g *xzGuard) blockHeader(size int) error {
 	h, err := g.peek(size)
 	if err != nil {
 		return err
 	}
+	if err := g.checkBlockHeader(h); err != nil {
+		return err
+	}
+	g.pass = int64(size)
+	g.unpadded = int64(size)
+	g.state = xzChunk
+	return nil
+}
+
+// checkBlockHeader checks a block header, h: the dictionary of its LZMA2
+// filter must not exceed maxDict, and is reserved.
+func (g *xzGuard) checkBlockHeader(h []byte) error {
 	flags := h[1]
-	fields := h[2 : size-4] // without the CRC32
+	fields := h[2 : len(h)-4] // without the CRC32
 	for _, present := range []bool{flags&0x40 != 0, flags&0x80 != 0} {
 		if !present {
 			continue
@@ -222,12 +202,12 @@ func (g *xzGuard) blockHeader(size int) error {
 	for range int(flags&0x03) + 1 {
 		var err error
 		if fields, err = g.filterFlags(fields); err != nil {
+			if g.res.err != nil {
+				return err // a refusal: no need to say where it was read
+			}
 			return fmt.Errorf("reading an xz block header: %w", err)
 		}
 	}
-	g.pass = int64(size)
-	g.unpadded = int64(size)
-	g.state = xzChunk
 	return nil
 }
 
@@ -257,9 +237,8 @@ func (g *xzGuard) filterFlags(fields []byte) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		if dict > g.maxDict {
-			return nil, fmt.Errorf("block needs a %d MiB dictionary, more than the %d MiB allowed",
-				dict>>20, g.maxDict>>20)
+		if err := g.res.frame(XZ, "dictionary", dict, g.maxDict, xzNeed(dict)); err != nil {
+			return nil, err
 		}
 	}
 	return fields[propsLen:], nil

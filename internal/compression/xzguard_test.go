@@ -16,7 +16,7 @@ import (
 // withDictCode returns a copy of a single-block xz stream written by
 // ulikunitz/xz with the LZMA2 dictionary size byte of its block header set
 // to code and the header's CRC32 fixed, so that only the size is wrong.
-func withDictCode(t *testing.T, enc []byte, code byte) []byte {
+func withDictCode(t testing.TB, enc []byte, code byte) []byte {
 	t.Helper()
 	const at = 12 // the block header follows the 12-byte stream header
 	size := (int(enc[at]) + 1) * 4
@@ -125,7 +125,7 @@ func withChunkControl(enc []byte, c byte) []byte {
 func TestXZGuardPassesBytes(t *testing.T) {
 	enc := readFixture(t, "sample-multistream.nar.xz")
 	for _, n := range []int{1, 3, 64, 1 << 16} {
-		g := newXZGuard(bufioReader(bytes.NewReader(enc)), MaxXZDict)
+		g := newXZGuard(bufioReader(bytes.NewReader(enc)), DefaultMaxWindow, &reservation{})
 		got, err := io.ReadAll(chunkReader{g, n})
 		if err != nil || !bytes.Equal(got, enc) {
 			t.Errorf("reads of %d: %d bytes, %v", n, len(got), err)

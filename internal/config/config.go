@@ -46,6 +46,10 @@ type Config struct {
 	MaxDecompressionRatio float64  `toml:"max_decompression_ratio" help:"largest NarSize/FileSize ratio once past decompression_ratio_floor (0: no limit)"`
 	DecompressionFloor    ByteSize `toml:"decompression_ratio_floor" help:"uncompressed bytes a NAR may reach before max_decompression_ratio applies"`
 
+	MaxDecoderWindow  ByteSize `toml:"max_decoder_window" help:"largest window (zstd, brotli) or dictionary (xz) a NAR upload may need to be decompressed"`
+	DecoderMemory     ByteSize `toml:"decoder_memory" help:"memory the decompressors of all NAR uploads may hold at once; uploads past it wait"`
+	DecoderMemoryWait Duration `toml:"decoder_memory_wait" help:"how long an upload waits for decoder memory before it is answered 503"`
+
 	BodyTimeout     Duration `toml:"body_timeout" help:"how long an upload may send nothing before it is abandoned"`
 	ShutdownTimeout Duration `toml:"shutdown_timeout" help:"how long a stopping server waits for requests in flight"`
 	SyncInterval    Duration `toml:"sync_interval" help:"how often the server picks up changes made by other processes"`
@@ -73,6 +77,9 @@ func Default() Config {
 		MaxFileSize:           64 << 20,
 		MaxDecompressionRatio: 1000,
 		DecompressionFloor:    64 << 20,
+		MaxDecoderWindow:      64 << 20,
+		DecoderMemory:         256 << 20,
+		DecoderMemoryWait:     Duration(30 * time.Second),
 		BodyTimeout:           Duration(time.Minute),
 		ShutdownTimeout:       Duration(30 * time.Second),
 		SyncInterval:          Duration(2 * time.Second),
@@ -143,6 +150,14 @@ func (c *Config) Validate() error {
 		if v <= 0 {
 			bad("%s: must be positive", name)
 		}
+	}
+	switch {
+	case c.MaxDecoderWindow < 1<<10:
+		bad("max_decoder_window: must be at least 1KiB, the smallest zstd window")
+	case c.DecoderMemory < c.MaxDecoderWindow:
+		bad("decoder_memory: must be at least max_decoder_window (%s)", c.MaxDecoderWindow)
+	case c.DecoderMemoryWait <= 0:
+		bad("decoder_memory_wait: must be positive")
 	}
 	if c.BlobConcurrency < 1 {
 		bad("blob_concurrency: must be at least 1")

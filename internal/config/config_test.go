@@ -94,6 +94,9 @@ func TestBadInput(t *testing.T) {
 		func(c *Config) { c.PublicURL = "ftp://x" },
 		func(c *Config) { c.Data = "" },
 		func(c *Config) { c.BodyTimeout = 0 },
+		func(c *Config) { c.MaxDecoderWindow = 0 },
+		func(c *Config) { c.DecoderMemory = c.MaxDecoderWindow - 1 },
+		func(c *Config) { c.DecoderMemoryWait = 0 },
 	}
 	for i, f := range invalid {
 		c := Default()

@@ -67,7 +67,7 @@ func TestLimits(t *testing.T) {
 			}
 			continue
 		}
-		if err == nil || KindOf(err) != KindTooLarge || !strings.Contains(err.Error(), tt.want) {
+		if err == nil || kindOf(err) != KindTooLarge || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: error %v, want a TooLarge error containing %q", tt.name, err, tt.want)
 		}
 		if strings.HasPrefix(tt.name, "declared") && src.reads != 0 {
@@ -207,7 +207,7 @@ func TestBombs(t *testing.T) {
 			_, err := io.Copy(io.Discard, v)
 			elapsed := time.Since(start)
 			stop()
-			if KindOf(err) != KindTooLarge || !strings.Contains(err.Error(), tt.want) {
+			if kindOf(err) != KindTooLarge || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("error %v, want a TooLarge error containing %q", err, tt.want)
 			}
 			limit := tt.limits.MaxNarSize

@@ -8,8 +8,11 @@
 package narverify
 
 import (
+	"context"
 	"errors"
 	"fmt"
+
+	"github.com/larder-cache/larder/internal/compression"
 )
 
 // Limits bound an upload. A zero field means no limit.
@@ -45,6 +48,12 @@ type Options struct {
 	Size int64
 	// Limits bound the upload.
 	Limits Limits
+	// Decoder bounds the memory of the decompressor: the largest window
+	// or dictionary it accepts, and the budget it reserves that memory
+	// from before allocating it (see compression.Open).
+	Decoder compression.Options
+	// Context, if not nil, ends a wait for room in Decoder.Budget early.
+	Context context.Context
 }
 
 // Result describes a verified upload.
@@ -77,6 +86,10 @@ const (
 	// KindReadFailed means reading the upload failed, typically because
 	// the client went away; Err is the read error.
 	KindReadFailed
+	// KindBusy means the decompressor found no room for its memory in
+	// Options.Decoder.Budget within the budget's wait; Err is the
+	// *compression.BusyError. The same upload may succeed later.
+	KindBusy
 )
 
 // String names the kind.
@@ -90,6 +103,8 @@ func (k Kind) String() string {
 		return "truncated"
 	case KindReadFailed:
 		return "read failed"
+	case KindBusy:
+		return "busy"
 	}
 	return fmt.Sprintf("Kind(%d)", int(k))
 }
@@ -114,16 +129,6 @@ func (e *Error) Error() string {
 
 // Unwrap returns the cause.
 func (e *Error) Unwrap() error { return e.Err }
-
-// KindOf returns the Kind of the *Error in err's chain, or 0 if there is
-// none.
-func KindOf(err error) Kind {
-	var e *Error
-	if errors.As(err, &e) {
-		return e.Kind
-	}
-	return 0
-}
 
 func newError(kind Kind, cause error, format string, args ...any) *Error {
 	return &Error{Kind: kind, Msg: fmt.Sprintf(format, args...), Err: cause}

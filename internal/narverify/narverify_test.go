@@ -175,7 +175,7 @@ func TestLongerBody(t *testing.T) {
 	// A consumer reading exactly size bytes gets the error too.
 	v := NewReader(bytes.NewReader(body), Options{Size: size})
 	defer v.Close()
-	if _, err := io.ReadFull(v, make([]byte, size)); KindOf(err) != KindTruncated {
+	if _, err := io.ReadFull(v, make([]byte, size)); kindOf(err) != KindTruncated {
 		t.Errorf("ReadFull of the declared size: %v", err)
 	}
 }

@@ -3,6 +3,7 @@ package narverify
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"errors"
 	"hash"
@@ -165,7 +166,11 @@ func (v *Reader) start() error {
 	pr, pw := io.Pipe()
 	v.pw = pw
 	v.done = make(chan struct{})
-	v.ver = &verifier{ext: o.Ext, size: o.Size, limits: o.Limits}
+	ctx := o.Context
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	v.ver = &verifier{ctx: ctx, ext: o.Ext, size: o.Size, limits: o.Limits, decoder: o.Decoder}
 	go v.ver.run(pr, v.done)
 	return nil
 }
@@ -266,9 +271,11 @@ func (v *Reader) fail(err error) error {
 // fields other than the atomics are written by that goroutine only and
 // read by the Reader only after done is closed.
 type verifier struct {
+	ctx      context.Context
 	ext      string
 	size     int64
 	limits   Limits
+	decoder  compression.Options
 	received atomic.Int64 // bytes handed to the pipe so far
 	narSize  atomic.Int64 // decompressed bytes so far
 	method   string
@@ -295,7 +302,7 @@ func (w *verifier) verify(pr io.Reader) error {
 		return newError(KindInvalid, err, "nar compression does not match its file name")
 	}
 	w.method = method
-	dec, err := compression.NewReader(method, src)
+	dec, err := compression.Open(w.ctx, method, src, w.decoder)
 	if err != nil {
 		return w.classify(err)
 	}
@@ -337,7 +344,16 @@ func (w *verifier) classify(err error) error {
 		return e
 	}
 	var de *compression.DecodeError
-	if errors.As(err, &de) {
+	var le *compression.LimitError
+	var be *compression.BusyError
+	switch {
+	case errors.As(err, &le):
+		return newError(KindTooLarge, le, "%s data is too large to decode", w.method)
+	case errors.As(err, &be):
+		return newError(KindBusy, be, "no decoder memory free for the %s data", w.method)
+	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
+		return newError(KindReadFailed, err, "gave up waiting for decoder memory")
+	case errors.As(err, &de):
 		return newError(KindInvalid, de.Err, "nar is not valid %s data", de.Method)
 	}
 	return newError(KindInvalid, err, "%s is not a valid NAR", w.what())

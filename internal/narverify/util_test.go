@@ -30,6 +30,16 @@ var allMethods = []string{
 	compression.Gzip, compression.LZ4, compression.Brotli,
 }
 
+// kindOf returns the Kind of the *Error in err's chain, or 0 if there is
+// none.
+func kindOf(err error) Kind {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Kind
+	}
+	return 0
+}
+
 // randomBytes returns n deterministic bytes, half random and half runs of
 // a pattern, so that they compress somewhat.
 func randomBytes(n int, seed uint64) []byte {

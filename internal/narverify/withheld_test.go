@@ -58,7 +58,7 @@ func TestLastBytesWithheld(t *testing.T) {
 				}
 				continue
 			}
-			if err == nil || KindOf(err) != tt.kind {
+			if err == nil || kindOf(err) != tt.kind {
 				t.Fatalf("%s, pieces of %d: ReadFull of %d bytes gave %d bytes and error %v, want kind %v",
 					tt.name, piece, size, n, err, tt.kind)
 			}
@@ -79,7 +79,7 @@ func TestUnknownSizeEndsWithError(t *testing.T) {
 		r := &chunkedReader{data: append(bytes.Clone(narData), "junk"...), piece: 4096, eofWithData: eofWithData}
 		v := NewReader(r, Options{Size: -1})
 		out, err := io.ReadAll(v)
-		if KindOf(err) != KindInvalid {
+		if kindOf(err) != KindInvalid {
 			t.Errorf("EOF with data %v: %d bytes, error %v", eofWithData, len(out), err)
 		}
 	}

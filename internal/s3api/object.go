@@ -126,18 +126,22 @@ func objectMeta(r *http.Request) service.ObjectMeta {
 }
 
 // uploadBody returns the payload of an upload and its size, decoded from a
-// Content-Encoding Nix's S3 store may set (narinfo-compression and the like).
-func uploadBody(q *request) (io.Reader, int64, error) {
+// Content-Encoding Nix's S3 store may set (narinfo-compression and the
+// like). Close it once read.
+func (h *Handler) uploadBody(q *request) (io.ReadCloser, int64, error) {
 	enc := strings.TrimSpace(q.auth.ContentEncoding)
 	if enc == "" || enc == "identity" {
-		return q.auth.Body, q.auth.Length, nil
+		return io.NopCloser(q.auth.Body), q.auth.Length, nil
 	}
 	if !compression.Supported(enc) || enc == compression.None {
 		return nil, 0, &s3Error{Status: 400, Code: "InvalidArgument", Message: "Content-Encoding " + enc + " is not supported"}
 	}
-	rc, err := compression.NewReader(enc, q.auth.Body)
+	rc, err := h.svc.DecodeBody(q.r.Context(), enc, q.auth.Body)
+	if service.CodeOf(err) == service.CodeInvalid {
+		return nil, 0, &s3Error{Status: 400, Code: "InvalidArgument", Message: service.Message(err)}
+	}
 	if err != nil {
-		return nil, 0, &s3Error{Status: 400, Code: "InvalidArgument", Message: err.Error()}
+		return nil, 0, err
 	}
 	return rc, -1, nil
 }
@@ -148,11 +152,12 @@ func (h *Handler) putObject(q *request) {
 	if !ok {
 		return
 	}
-	body, size, err := uploadBody(q)
+	body, size, err := h.uploadBody(q)
 	if err != nil {
 		h.fail(q, err)
 		return
 	}
+	defer body.Close()
 	o, err := h.svc.PutObject(q.r.Context(), c, q.key, body, size, objectMeta(q.r))
 	if err != nil {
 		h.fail(q, err)

@@ -8,3 +8,6 @@ import (
 // ExpireHeld runs the housekeeping that drops narinfos held for longer than
 // ttl, which Run otherwise does once a minute.
 func ExpireHeld(s *Service, ctx context.Context, ttl time.Duration) { s.expireHeld(ctx, ttl) }
+
+// DecoderMemoryInUse returns the decoder memory that uploads hold now.
+func DecoderMemoryInUse(s *Service) int64 { return s.decoder.Budget.InUse() }

@@ -92,7 +92,7 @@ func (s *Service) PutNar(ctx context.Context, c Cache, key nixkey.Key, body io.R
 // whether some other cache holds the file.
 func (s *Service) storeNar(ctx context.Context, c Cache, key nixkey.Key, body io.Reader, size int64) error {
 	held, err := s.claimed(ctx, key, func() error {
-		_, err := s.verifyNar(key, body, size, func(r io.Reader) error {
+		_, err := s.verifyNar(ctx, key, body, size, func(r io.Reader) error {
 			_, err := io.Copy(io.Discard, r)
 			return err
 		})
@@ -108,7 +108,7 @@ func (s *Service) storeNar(ctx context.Context, c Cache, key nixkey.Key, body io
 		return err
 	}
 	blobKey := newNarBlobKey(key.Hash)
-	nar, err := s.verifyNar(key, body, size, func(r io.Reader) error {
+	nar, err := s.verifyNar(ctx, key, body, size, func(r io.Reader) error {
 		return s.blobs.Put(ctx, blobKey, r, size)
 	})
 	if err != nil {
@@ -130,7 +130,7 @@ func (s *Service) storeNar(ctx context.Context, c Cache, key nixkey.Key, body io
 // verifyNar streams body through the NAR verifier into sink, which must
 // read it to the end, and returns the record of the verified file (without
 // a BlobKey). Nothing it returns an error for may be kept.
-func (s *Service) verifyNar(key nixkey.Key, body io.Reader, size int64, sink func(io.Reader) error) (store.Nar, error) {
+func (s *Service) verifyNar(ctx context.Context, key nixkey.Key, body io.Reader, size int64, sink func(io.Reader) error) (store.Nar, error) {
 	want, err := nixbase32.DecodeString(key.Hash)
 	if err != nil {
 		return store.Nar{}, errorf(CodeInvalid, "%s: %v", key, err)
@@ -146,6 +146,8 @@ func (s *Service) verifyNar(key nixkey.Key, body io.Reader, size int64, sink fun
 			MaxRatio:    s.limits.MaxRatio,
 			RatioFloor:  s.limits.RatioFloor,
 		},
+		Decoder: s.decoder,
+		Context: ctx,
 	})
 	defer v.Close()
 	putErr := sink(v)
@@ -216,6 +218,9 @@ func (s *Service) linkClaimed(ctx context.Context, c Cache, key nixkey.Key) erro
 
 // verifyError turns a failed verification into a service error.
 func verifyError(key nixkey.Key, ve *narverify.Error) error {
+	if err := decoderError(key, ve); err != nil {
+		return err
+	}
 	msg := key.String() + ": " + ve.Msg
 	switch ve.Kind {
 	case narverify.KindTooLarge:

@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/larder-cache/larder/internal/compression"
 	"github.com/larder-cache/larder/internal/metrics"
 	"github.com/larder-cache/larder/internal/presence"
 	"github.com/larder-cache/larder/internal/store"
@@ -33,6 +34,15 @@ type Limits struct {
 	MaxFileSize    int64   // bytes of a listing, log, realisation or debuginfo
 	MaxRatio       float64 // NarSize/FileSize once NarSize passes RatioFloor; 0: none
 	RatioFloor     int64
+	// MaxDecoderWindow is the largest window or dictionary a compressed
+	// NAR may need; 0 means compression.DefaultMaxWindow.
+	MaxDecoderWindow int64
+	// DecoderMemory is the memory the decompressors of all uploads may
+	// hold at once; 0 means DefaultDecoderMemory.
+	DecoderMemory int64
+	// DecoderMemoryWait is how long an upload waits for decoder memory;
+	// 0 means DefaultDecoderMemoryWait.
+	DecoderMemoryWait time.Duration
 }
 
 // DefaultMaxSignatures is how many signatures a narinfo keeps, besides the
@@ -68,6 +78,7 @@ type Service struct {
 	blobs   store.BlobStore
 	log     *slog.Logger
 	limits  Limits
+	decoder compression.Options // every verifying upload decompresses within it
 	keyHost string
 	heldTTL time.Duration
 	gcEvery time.Duration
@@ -123,6 +134,7 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 	if s.limits.MaxSignatures <= 0 {
 		s.limits.MaxSignatures = DefaultMaxSignatures
 	}
+	s.decoder = newDecoderOptions(opts.Limits)
 	if err := s.Sync(ctx); err != nil {
 		return nil, err
 	}
