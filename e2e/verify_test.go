@@ -8,8 +8,9 @@ import (
 )
 
 // TestVerifyCLI: larder verify reports a NAR file whose blob was lost and
-// exits with status 1; a dry run withdraws nothing, a real run withdraws
-// the file with its narinfo (404), and once the path is pushed again
+// exits with status 1; a dry run withdraws nothing (a second finds the file
+// as the first did), a real run withdraws the file with its narinfo (404),
+// and once the path is pushed again
 // larder verify --full, which reads every file back, is content.
 func TestVerifyCLI(t *testing.T) {
 	t.Parallel()
@@ -21,15 +22,15 @@ func TestVerifyCLI(t *testing.T) {
 	}
 	srv.removeNarBlobs(t)
 	srv.pushGo(t, "main", srv.AdminToken, lost)
-	// kept's blob is gone, lost was pushed after: only kept is missing.
-	out, errOut, err := srv.tryCLI("verify", "--dry-run")
-	if err == nil || !strings.Contains(out, kept.NarKey()+": missing; would be withdrawn") || strings.Contains(out, lost.NarKey()) {
-		t.Fatalf("larder verify --dry-run with a lost blob: %v\n%s%s", err, out, errOut)
+	// kept's blob is gone, lost was pushed after: only kept is missing. A
+	// dry run withdraws nothing, so a second one finds the same.
+	for range 2 {
+		out, errOut, err := srv.tryCLI("verify", "--dry-run")
+		if err == nil || !strings.Contains(out, kept.NarKey()+": missing; would be withdrawn") || strings.Contains(out, lost.NarKey()) {
+			t.Fatalf("larder verify --dry-run with a lost blob: %v\n%s%s", err, out, errOut)
+		}
 	}
-	if code := srv.narInfoStatus(t, "main", kept.StorePath); code != http.StatusOK {
-		t.Fatalf("a dry run withdrew the narinfo: %d", code)
-	}
-	out, errOut, err = srv.tryCLI("verify", "--cache", "main")
+	out, errOut, err := srv.tryCLI("verify", "--cache", "main")
 	if err == nil || !strings.Contains(out, kept.NarKey()+": missing; withdrawn") || !strings.Contains(errOut, "push their paths again") {
 		t.Fatalf("larder verify with a lost blob: %v\n%s%s", err, out, errOut)
 	}

@@ -61,7 +61,7 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, info *reque
 	}
 	if code == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", "5") // Nix retries 5xx with backoff
-		h.log.Warn("store unavailable", "method", r.Method, "path", r.URL.Path, "err", err)
+		h.log.Warn("unavailable for now; the client is asked to retry", "method", r.Method, "path", r.URL.Path, "err", err)
 	} else if code >= 500 || msg == "" {
 		id := httpx.RequestID()
 		info.requestID = id

@@ -87,7 +87,7 @@ func (h *Handler) fail(q *request, err error) {
 	status, code, msg := s3Status(err)
 	if status == http.StatusServiceUnavailable {
 		q.w.Header().Set("Retry-After", "5")
-		h.log.Warn("store unavailable", "method", q.r.Method, "path", q.r.URL.Path, "request_id", q.id, "err", err)
+		h.log.Warn("unavailable for now; the client is asked to retry", "method", q.r.Method, "path", q.r.URL.Path, "request_id", q.id, "err", err)
 	} else if status >= 500 && status != http.StatusNotImplemented {
 		msg = "We encountered an internal error. Please try again. (request " + q.id + ")"
 		h.log.Error("s3 request failed", "method", q.r.Method, "path", q.r.URL.Path, "request_id", q.id, "err", err)
