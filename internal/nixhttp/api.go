@@ -18,6 +18,8 @@ import (
 //	GET    /_larder/api/caches/CACHE/pins            pins of a cache (read, a token also for a public cache)
 //	PUT    /_larder/api/caches/CACHE/pins/NAME       pin a path: {"storePath": …, "keepRevisions": K, "keepDays": D} (write)
 //	DELETE /_larder/api/caches/CACHE/pins/NAME       unpin every revision, or ?path=STORE-PATH (write)
+//	POST   /_larder/api/caches/CACHE/missing         which of many paths the cache lacks (read; see api_push.go)
+//	…      /_larder/api/caches/CACHE/uploads…        NAR files uploaded in parts (write; see api_push.go)
 //
 // CI pins what it just pushed with the same token it pushed with.
 
@@ -60,6 +62,12 @@ func (h *Handler) serveAPI(w http.ResponseWriter, r *http.Request, info *request
 	case len(parts) == 4 && parts[0] == "caches" && parts[2] == "pins":
 		info.cache = parts[1]
 		h.apiPin(w, r, info, p, parts[1], parts[3])
+	case len(parts) == 3 && parts[0] == "caches" && parts[2] == "missing":
+		info.cache = parts[1]
+		h.apiMissing(w, r, info, p, parts[1])
+	case len(parts) >= 3 && parts[0] == "caches" && parts[2] == "uploads":
+		info.cache = parts[1]
+		h.apiUploads(w, r, info, p, parts[1], parts[3:])
 	default:
 		h.writeError(w, r, info, &service.Error{Code: service.CodeNotFound, Msg: "no such API call: " + r.Method + " " + r.URL.Path})
 	}

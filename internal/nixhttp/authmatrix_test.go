@@ -126,6 +126,18 @@ func TestAuthMatrix(t *testing.T) {
 	e.expect(201, "PUT", "/_larder/api/caches/main/pins/release", e.admin, []byte(pin))
 	e.expect(201, "PUT", "/_larder/api/caches/secret/pins/release", e.admin, []byte(pin))
 	fresh := newPath(t, "fresh", []byte("fresh"), "xz") // what the writes would add
+	upload := func() string {
+		_, body := e.expect(201, "POST", "/_larder/api/caches/main/uploads", e.admin, []byte(`{"key": "`+fresh.URL()+`"}`))
+		var ans struct {
+			UploadID string `json:"uploadId"`
+		}
+		if err := json.Unmarshal([]byte(body), &ans); err != nil {
+			t.Fatal(err)
+		}
+		return ans.UploadID
+	}
+	partOf, aborted := upload(), upload()
+	missing := []byte(`{"hashes": ["` + private.Hash + `", "` + fresh.Hash + `"]}`)
 	creds := map[string]map[string]string{"main": matrixCreds(t, e, "main"), "secret": matrixCreds(t, e, "secret")}
 
 	endpoints := []matrixEndpoint{
@@ -139,6 +151,9 @@ func TestAuthMatrix(t *testing.T) {
 		{"PUT-debuginfo", "PUT", "/main/" + debug, []byte(files[debug]), "main", "write", 201, nil},
 		{"PUT-pin", "PUT", "/_larder/api/caches/main/pins/ci", []byte(pin), "main", "write", 201, nil},
 		{"DELETE-pin", "DELETE", "/_larder/api/caches/main/pins/release", nil, "main", "write", 204, nil},
+		{"POST-upload", "POST", "/_larder/api/caches/main/uploads", []byte(`{"key": "` + fresh.URL() + `"}`), "main", "write", 201, nil},
+		{"PUT-upload-part", "PUT", "/_larder/api/caches/main/uploads/" + partOf + "/parts/1", fresh.File, "main", "write", 200, nil},
+		{"DELETE-upload", "DELETE", "/_larder/api/caches/main/uploads/" + aborted, nil, "main", "write", 204, nil},
 		{"DELETE-narinfo", "DELETE", "/main/" + pinned.Hash + ".narinfo", nil, "main", "unsupported", 405, nil},
 		{"DELETE-nar", "DELETE", "/main/" + pinned.URL(), nil, "main", "unsupported", 405, nil},
 		{"DELETE-nix-cache-info", "DELETE", "/main/nix-cache-info", nil, "main", "unsupported", 405, nil},
@@ -159,6 +174,10 @@ func TestAuthMatrix(t *testing.T) {
 		{"GET-pins", "GET", "/_larder/api/caches/secret/pins", nil, "secret", "read", 200, nil},
 		// The pins of a public cache need a read credential too.
 		{"GET-pins-public", "GET", "/_larder/api/caches/main/pins", nil, "main", "read", 200, nil},
+		// Which paths a cache lacks: a read, which needs a credential for
+		// a public cache too.
+		{"POST-missing", "POST", "/_larder/api/caches/secret/missing", missing, "secret", "read", 200, nil},
+		{"POST-missing-public", "POST", "/_larder/api/caches/main/missing", missing, "main", "read", 200, nil},
 		// The caches a credential administers.
 		{"GET-caches", "GET", "/_larder/api/caches", nil, "secret", "list", 200, nil},
 	}

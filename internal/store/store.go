@@ -382,6 +382,10 @@ type NarStore interface {
 	// ErrExists, writing nothing, if another narinfo of the cache has the
 	// merged record's Key.
 	PutNarInfo(ctx context.Context, ni NarInfo, merge func(old *NarInfo) (NarInfo, error)) (NarInfo, error)
+	// PresentNarInfos returns those of hashes that the cache has a narinfo
+	// of whose Nar is not Missing, in no particular order; an unknown cache
+	// has none. It answers many hashes (tens of thousands) in one call.
+	PresentNarInfos(ctx context.Context, cacheID int64, hashes []string) ([]string, error)
 	// DeleteNarInfo removes the narinfo of hash in the cache, or returns
 	// ErrNotFound.
 	DeleteNarInfo(ctx context.Context, cacheID int64, hash string) error

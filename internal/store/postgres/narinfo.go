@@ -235,3 +235,18 @@ func (s *Store) ListNarInfoKeys(ctx context.Context, after int64, limit int) ([]
 	}
 	return keys, nil
 }
+
+// PresentNarInfos returns those of hashes that the cache has a narinfo of
+// whose Nar is not missing, in one query over an array of them.
+func (s *Store) PresentNarInfos(ctx context.Context, cacheID int64, hashes []string) ([]string, error) {
+	if len(hashes) == 0 {
+		return nil, nil
+	}
+	present, err := collect(ctx, s, pgx.RowTo[string], `SELECT DISTINCT ni.hash FROM narinfos ni
+		JOIN nars n ON n.id = ni.nar_id AND NOT n.missing
+		WHERE ni.cache_id = $1 AND ni.hash = ANY($2::text[])`, cacheID, hashes)
+	if err != nil {
+		return nil, fmt.Errorf("present narinfos of cache %d: %w", cacheID, translate(err))
+	}
+	return present, nil
+}

@@ -203,3 +203,26 @@ func (s *Store) ListNarInfoKeys(ctx context.Context, after int64, limit int) ([]
 	}
 	return keys, nil
 }
+
+// PresentNarInfos returns those of hashes that the cache has a narinfo of
+// whose Nar is not missing, in one query over a JSON array of them.
+func (s *Store) PresentNarInfos(ctx context.Context, cacheID int64, hashes []string) ([]string, error) {
+	if len(hashes) == 0 {
+		return nil, nil
+	}
+	list, err := encodeList(hashes)
+	if err != nil {
+		return nil, fmt.Errorf("present narinfos of cache %d: %w", cacheID, err)
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT DISTINCT ni.hash FROM json_each(?2) k
+		JOIN narinfos ni ON ni.cache_id = ?1 AND ni.hash = k.value
+		JOIN nars n ON n.id = ni.nar_id AND n.missing = 0`, cacheID, list)
+	if err != nil {
+		return nil, fmt.Errorf("present narinfos of cache %d: %w", cacheID, err)
+	}
+	present, err := scanStrings(rows)
+	if err != nil {
+		return nil, fmt.Errorf("present narinfos of cache %d: %w", cacheID, err)
+	}
+	return present, nil
+}

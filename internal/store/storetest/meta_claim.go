@@ -258,3 +258,36 @@ func mustKeysOf(t *testing.T, what string, got []string, want ...string) {
 	t.Helper()
 	mustHashes(t, what, got, want)
 }
+
+func testNarInfoPresent(t *testing.T, s store.MetaStore) {
+	ctx := t.Context()
+	c, n, _ := narInfoFixture(t, s)
+	other := createCache(t, s, "other")
+	lost := addNar(t, s, c.ID, newNar("lost"))
+	var hashes, want []string
+	for i := range 2000 {
+		seed := fmt.Sprint("p", i)
+		hashes = append(hashes, storeHash(seed))
+		switch {
+		case i%3 == 0:
+			putNarInfo(t, s, newNarInfo(c.ID, seed, n.FileHash))
+			want = append(want, storeHash(seed))
+		case i%3 == 1 && i < 30:
+			putNarInfo(t, s, newNarInfo(c.ID, seed, lost.FileHash))
+		case i%3 == 2 && i < 30:
+			addNar(t, s, other.ID, n)
+			putNarInfo(t, s, newNarInfo(other.ID, seed, n.FileHash))
+		}
+	}
+	mustOK(t, "set missing", s.SetNarMissing(ctx, lost.FileHash, lost.BlobKey, true))
+	// Asked twice over, with hashes the cache does not have.
+	got, err := s.PresentNarInfos(ctx, c.ID, append(hashes, hashes[:10]...))
+	mustOK(t, "present narinfos", err)
+	mustKeysOf(t, "present narinfos", got, want...)
+	got, err = s.PresentNarInfos(ctx, 424242, hashes)
+	mustOK(t, "present narinfos of an unknown cache", err)
+	mustKeysOf(t, "present narinfos of an unknown cache", got)
+	got, err = s.PresentNarInfos(ctx, c.ID, nil)
+	mustOK(t, "present narinfos of no hashes", err)
+	mustKeysOf(t, "present narinfos of no hashes", got)
+}

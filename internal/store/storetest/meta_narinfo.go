@@ -29,6 +29,7 @@ var narInfoTests = []metaTest{
 	{"NarInfoKeyTaken", testNarInfoKeyTaken},
 	{"NarInfoDelete", testNarInfoDelete},
 	{"NarInfoDeleteMissing", testNarInfoDeleteMissing},
+	{"NarInfoPresent", testNarInfoPresent},
 }
 
 // narInfoFixture makes a cache "main" with one linked Nar and returns both
