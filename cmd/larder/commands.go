@@ -39,6 +39,12 @@ var table = []*command{
 	{name: "pin remove", usage: "CACHE NAME [--path STORE-PATH]", nargs: 2, summary: "remove a pin, or one revision of it",
 		new: func() runner { return &pinRemoveCmd{} }},
 
+	// Clients of a server.
+	{name: "push", usage: "--server URL [--cache NAME] [--token-file F | --netrc-file F] [--j N] [--zstd-level L] " +
+		"[--part-size S] [--pin NAME [--keep-revisions K]] (PATHS… [--no-closure] | --stdin | --watch-store [--nix-db F])", nargs: anyArgs,
+		noSettings: true, summary: "push store paths with their closures to a cache, as nix copy does, faster",
+		new: func() runner { return &pushCmd{} }},
+
 	// Maintenance.
 	{name: "gc", usage: "[--cache NAME] [--dry-run] [--verbose]", summary: "collect garbage now",
 		new: func() runner { return &gcCmd{} }},
