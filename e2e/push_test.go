@@ -258,3 +258,30 @@ func TestPushWatchStore(t *testing.T) {
 		}
 	}
 }
+
+// TestPushOnTerminal: on a terminal (script(1) gives it one), larder push
+// draws its bars, a total with rate and ETA, and ends with its summary.
+func TestPushOnTerminal(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	n := needNix(t)
+	c := n.buildClosureSize("tty-"+randomHex(4), 20<<20)
+	// Without a terminal of its own, script's has no size: give it one.
+	line := "stty cols 120 rows 40; " + strings.Join([]string{larderBin, "push", "--server", srv.URL, "--cache", "main", c.Top}, " ")
+	cmd := exec.Command("script", "--quiet", "--return", "--command", line, "/dev/null")
+	cmd.Env = append(n.env(), "LARDER_TOKEN="+srv.token(t, "main", "write"), "TERM=xterm")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("larder push on a terminal: %v\n%s", err, out)
+	}
+	for _, want := range []string{"total", fmt.Sprintf("pushed %d paths (0 already cached)", len(c.Paths)), "ETA"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("larder push on a terminal printed no %q:\n%q", want, out)
+		}
+	}
+	for _, p := range c.Paths {
+		if srv.narInfoStatus(t, "main", p) != http.StatusOK {
+			t.Errorf("%s is not in the cache", p)
+		}
+	}
+}

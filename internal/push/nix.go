@@ -7,8 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"strings"
+
+	"github.com/nix-community/go-nix/pkg/nar"
 )
 
 // PathInfo is what Nix knows of a valid store path, as nix path-info
@@ -68,8 +71,24 @@ func (NixCLI) PathInfo(ctx context.Context, paths []string, closure bool) ([]Pat
 	return infos, nil
 }
 
-// Dump runs nix-store --dump.
-func (NixCLI) Dump(ctx context.Context, path string) (io.ReadCloser, error) {
+// Dump serialises the store path as a NAR in this process, as nix-store
+// --dump would (go-nix's writer, which sorts entries and marks files
+// executable as Nix does): on a dependency chain, starting a nix-store per
+// path would cost more than the upload. Push checks every NAR against the
+// hash Nix recorded, so a difference would be found, never sent. A path
+// that cannot be read here (a store on another machine, a daemon-only
+// store) is dumped by nix-store.
+func (n NixCLI) Dump(ctx context.Context, path string) (io.ReadCloser, error) {
+	if _, err := os.Lstat(path); err != nil {
+		return n.dumpWithNixStore(ctx, path)
+	}
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(nar.DumpPath(pw, path)) }()
+	return pr, nil
+}
+
+// dumpWithNixStore runs nix-store --dump.
+func (NixCLI) dumpWithNixStore(ctx context.Context, path string) (io.ReadCloser, error) {
 	cmd := exec.CommandContext(ctx, "nix-store", "--dump", path)
 	var errOut bytes.Buffer
 	cmd.Stderr = &errOut

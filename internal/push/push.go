@@ -7,6 +7,7 @@
 package push
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -149,134 +150,183 @@ func hashPart(storePath string) string {
 	return base[:32]
 }
 
-// uploader uploads paths, each after the paths of the same push it refers
-// to, several at a time.
+// uploader uploads paths: their NAR files several at a time in any
+// order, largest first, and each narinfo, which makes its path visible,
+// once the path's NAR file is up and the narinfos of the paths of the same
+// push it refers to are: so the cache never shows a path whose references
+// it lacks, and a deep chain of dependencies does not make the uploads
+// wait on one another.
 type uploader struct {
 	c    *client.Client
 	st   Store
 	opts Options
 }
 
+// node is a path of the push, as the uploader follows it.
+type node struct {
+	p         PathInfo
+	m         measurement
+	started   time.Time
+	refs      []*node // the paths of this push it refers to
+	uploaded  bool    // its NAR file is up
+	claimed   bool    // its narinfo is being sent
+	published bool    // its narinfo is up
+	failed    error
+}
+
 // run uploads todo and counts the outcome in res.
 func (u *uploader) run(ctx context.Context, todo []PathInfo, res *Result) {
-	type node struct {
-		p       PathInfo
-		waiting int      // references of this push not yet uploaded
-		users   []string // paths of this push that refer to it
-		failed  error    // a reference that failed
-	}
-	nodes := map[string]*node{}
+	nodes := make(map[string]*node, len(todo))
+	order := make([]*node, 0, len(todo))
 	for _, p := range todo {
-		nodes[p.Path] = &node{p: p}
+		n := &node{p: p}
+		nodes[p.Path] = n
+		order = append(order, n)
 	}
-	for _, n := range nodes {
+	for _, n := range order {
 		for _, r := range n.p.References {
 			if d, ok := nodes[r]; ok && r != n.p.Path {
-				n.waiting++
-				d.users = append(d.users, n.p.Path)
+				n.refs = append(n.refs, d)
 			}
 		}
 	}
+	slices.SortStableFunc(order, func(a, b *node) int { return cmp.Compare(b.p.NarSize, a.p.NarSize) })
 	var mu sync.Mutex
-	ready := make(chan *node, len(nodes))
-	left := len(nodes)
-	done := make(chan struct{})
-	if left == 0 {
-		close(done)
-	}
-	// finish records the outcome of n and readies or fails its users.
-	var finish func(n *node, sent int64, err error)
-	finish = func(n *node, sent int64, err error) {
+	// finish records a path's outcome; called with mu held.
+	finish := func(n *node, err error) {
 		if err != nil {
+			n.failed = err
 			res.Failed++
 		} else {
+			n.published = true
 			res.Pushed++
-			res.Sent += sent
+			res.Sent += n.m.fileSize
 			res.NarBytes += n.p.NarSize
 		}
-		for _, up := range n.users {
-			user := nodes[up]
-			user.waiting--
-			if err != nil && user.failed == nil {
-				user.failed = fmt.Errorf("%s, which it refers to, could not be pushed", n.p.Path)
+		u.opts.Reporter.Finished(n.p, n.m.fileSize, time.Since(n.started), err)
+	}
+	// next claims a path whose narinfo may go now, failing those that never
+	// can; called with mu held.
+	var next func() *node
+	next = func() *node {
+		for _, n := range order {
+			if !n.uploaded || n.claimed || n.failed != nil {
+				continue
 			}
-			if user.waiting == 0 {
-				if user.failed != nil {
-					u.opts.Reporter.Finished(user.p, 0, 0, user.failed)
-					finish(user, 0, user.failed)
-				} else {
-					ready <- user
+			ready := true
+			for _, r := range n.refs {
+				switch {
+				case r.failed != nil:
+					n.claimed = true
+					finish(n, fmt.Errorf("%s, which it refers to, could not be pushed", r.p.Path))
+					return next()
+				case !r.published:
+					ready = false
 				}
 			}
+			if ready {
+				n.claimed = true
+				return n
+			}
 		}
-		left--
-		if left == 0 {
-			close(done)
+		return nil
+	}
+	// publish sends every narinfo that may go.
+	publish := func() {
+		for {
+			mu.Lock()
+			n := next()
+			mu.Unlock()
+			if n == nil {
+				return
+			}
+			err := u.publish(ctx, n.p, n.m)
+			mu.Lock()
+			finish(n, err)
+			mu.Unlock()
 		}
 	}
-	for _, n := range nodes {
-		if n.waiting == 0 {
-			ready <- n
-		}
+	jobs := make(chan *node, len(order))
+	for _, n := range order {
+		jobs <- n
 	}
+	close(jobs)
 	var wg sync.WaitGroup
 	for range u.opts.Jobs {
 		wg.Go(func() {
-			for {
-				select {
-				case <-done:
+			for n := range jobs {
+				if ctx.Err() != nil {
 					return
-				case <-ctx.Done():
-					return
-				case n := <-ready:
-					u.opts.Reporter.Started(n.p)
-					t := time.Now()
-					sent, err := u.upload(ctx, n.p)
-					u.opts.Reporter.Finished(n.p, sent, time.Since(t), err)
-					mu.Lock()
-					finish(n, sent, err)
-					mu.Unlock()
 				}
+				n.started = time.Now()
+				u.opts.Reporter.Started(n.p)
+				m, err := u.uploadNar(ctx, n.p)
+				mu.Lock()
+				n.m = m
+				if err != nil {
+					n.claimed = true
+					finish(n, err)
+				} else {
+					n.uploaded = true
+				}
+				mu.Unlock()
+				publish()
 			}
 		})
 	}
 	wg.Wait()
+	// What failed keeps what refers to it from being published: say so.
+	mu.Lock()
+	defer mu.Unlock()
+	for next() != nil {
+	}
+	for _, n := range order {
+		if !n.published && n.failed == nil {
+			finish(n, errors.New("not pushed: the push was stopped"))
+		}
+	}
 }
 
-// upload pushes one path: its NAR file, then its narinfo. It returns the
-// bytes of the NAR file sent.
-func (u *uploader) upload(ctx context.Context, p PathInfo) (int64, error) {
+// uploadNar uploads the NAR file of one path and returns what it measured
+// of it.
+func (u *uploader) uploadNar(ctx context.Context, p PathInfo) (measurement, error) {
 	want, err := narinfo.ParseHash(p.NarHash)
 	if err != nil {
-		return 0, fmt.Errorf("%s: the NAR hash Nix gives: %w", p.Path, err)
+		return measurement{}, fmt.Errorf("%s: the NAR hash Nix gives: %w", p.Path, err)
 	}
 	// First pass: the hashes and sizes of the NAR and of its compressed
 	// form, which names the file; a file that fits in a part is kept.
 	m, err := u.measure(ctx, p)
 	if err != nil {
-		return 0, err
+		return measurement{}, err
 	}
 	if m.narHash != want || m.narSize != p.NarSize {
-		return 0, fmt.Errorf("%s: its NAR has sha256:%s and %d bytes, but Nix records %s and %d bytes: the store is damaged",
+		return measurement{}, fmt.Errorf("%s: its NAR has sha256:%s and %d bytes, but Nix records %s and %d bytes: the store is damaged",
 			p.Path, m.narHash.Nix32(), m.narSize, want, p.NarSize)
 	}
-	key := "nar/" + m.fileHash.Nix32() + ".nar.zst"
+	m.key = "nar/" + m.fileHash.Nix32() + ".nar.zst"
 	if m.small != nil {
-		err = u.c.Put(ctx, u.opts.Cache, key, "application/x-nix-nar", m.small)
+		err = u.c.Put(ctx, u.opts.Cache, m.key, "application/x-nix-nar", m.small)
+		m.small = nil // sent: let it go
 	} else {
-		err = u.inParts(ctx, p, key, m)
+		err = u.inParts(ctx, p, m.key, m)
 	}
 	if err != nil {
-		return 0, fmt.Errorf("%s: upload %s: %w", p.Path, key, err)
+		return measurement{}, fmt.Errorf("%s: upload %s: %w", p.Path, m.key, err)
 	}
-	ni, err := narInfoOf(p, key, m)
+	return m, nil
+}
+
+// publish uploads the narinfo of a path whose NAR file is up.
+func (u *uploader) publish(ctx context.Context, p PathInfo, m measurement) error {
+	ni, err := narInfoOf(p, m.key, m)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	if err := u.c.Put(ctx, u.opts.Cache, hashPart(p.Path)+".narinfo", "text/x-nix-narinfo", ni); err != nil {
-		return 0, fmt.Errorf("%s: upload its narinfo: %w", p.Path, err)
+		return fmt.Errorf("%s: upload its narinfo: %w", p.Path, err)
 	}
-	return m.fileSize, nil
+	return nil
 }
 
 // measurement is what the first pass over a NAR found.
@@ -284,6 +334,7 @@ type measurement struct {
 	narHash, fileHash narinfo.Hash
 	narSize, fileSize int64
 	small             []byte // the compressed file, if it fits in a part
+	key               string // the file's cache-relative key
 }
 
 // compress streams the NAR of p through zstd into w, reporting progress as
