@@ -67,15 +67,21 @@ func TestPushClosure(t *testing.T) {
 		t.Errorf("%d narinfos were created, want %d", got, len(c.Paths))
 	}
 	from = srv.logSize()
-	out, errOut, err = n.push(srv.URL, write, "--cache", "main", c.Top)
+	out, errOut, err = n.push(srv.URL, write, "--cache", "main", "--pin", "release", "--keep-revisions", "2", c.Top)
 	if err != nil {
 		t.Fatalf("second larder push: %v\n%s%s", err, out, errOut)
+	}
+	if pins := srv.cli(t, "pin", "list", "main"); !strings.Contains(pins, "release") || !strings.Contains(pins, c.Top) {
+		t.Errorf("larder push --pin release made no pin of %s:\n%s", c.Top, pins)
 	}
 	if !strings.Contains(out, fmt.Sprintf("pushed 0 paths (%d already cached)", len(c.Paths))) {
 		t.Errorf("second larder push printed:\n%s", out)
 	}
-	if puts := srv.requests(from, "method=PUT"); puts != 0 {
-		t.Errorf("the second push sent %d PUTs, want none", puts)
+	if puts := srv.requests(from, "method=PUT", "kind=nar"); puts != 0 {
+		t.Errorf("the second push sent %d NAR files, want none", puts)
+	}
+	if puts := srv.requests(from, "method=PUT", "kind=narinfo"); puts != 0 {
+		t.Errorf("the second push sent %d narinfos, want none", puts)
 	}
 	if asked := srv.requests(from, "method=POST", "kind=api"); asked != 2 {
 		t.Errorf("the second push asked %d questions, want 2 (what is missing, and the check at the end)", asked)
