@@ -8,6 +8,7 @@ cd "$(dirname "$0")"
 declare -A packages=(
   [/usr/bin/nix-store]=nix-bin [/usr/bin/bzip2]=bzip2 [/usr/bin/curl]=curl
   [/usr/bin/aws]=awscli [/usr/bin/s3cmd]=s3cmd [/usr/bin/rclone]=rclone
+  [/usr/bin/systemd-analyze]=systemd
 )
 missing=()
 for file in "${!packages[@]}"; do
@@ -39,11 +40,13 @@ done
 
 # The end-to-end tests must run against the real clients, never skip them.
 export LARDER_REQUIRE_NIX=1 LARDER_REQUIRE_S3_CLIENTS=1 LARDER_REQUIRE_POSTGRES=1 LARDER_REQUIRE_S3=1
+# ... and the systemd units against systemd-analyze.
+export LARDER_REQUIRE_SYSTEMD=1
 # A CA bundle meant for other tools breaks Go's and the S3 clients' TLS.
 unset AWS_CA_BUNDLE
 export CGO_ENABLED=0
 
-unformatted=$(gofmt -l cmd internal e2e bench 2>/dev/null || true)
+unformatted=$(gofmt -l cmd internal e2e bench nix contrib 2>/dev/null || true)
 if [ -n "$unformatted" ]; then
   echo "test.sh: gofmt would change:" >&2
   echo "$unformatted" >&2
