@@ -1,5 +1,6 @@
-// Package contrib holds the tests of what larder ships for systemd:
-// larder.service, and service.json, the [Service] settings it is made from.
+// Package contrib holds the tests of what larder ships for systemd outside
+// NixOS: larder.service, and service.json, the [Service] settings it shares
+// with the NixOS module (nix/service.nix reads them too).
 package contrib
 
 import (
@@ -34,7 +35,7 @@ const (
 
 // maxExposure is the most systemd-analyze security (of systemd 252) may
 // rate larder.service, 0 being the safest and 10 the least safe: it rates
-// it 1.2.
+// contrib's 1.2 and the NixOS unit that binds port 443 1.4.
 const maxExposure = 1.5
 
 // serviceLines renders service.json as unit file lines, in its order: a
@@ -257,6 +258,78 @@ func TestUnitExposure(t *testing.T) {
 	root := systemRoot(t, "larder.service", readUnit(t), "/usr/local/bin/larder")
 	if level := exposure(t, root, "larder.service"); level > maxExposure {
 		t.Errorf("systemd-analyze security rates larder.service %.1f, more exposed than %.1f", level, maxExposure)
+	}
+}
+
+// nixOSUnit is larder.service as NixOS writes it from the settings of
+// nix/service.nix (evaluated by nix-instantiate): a list is one line per
+// item, true and false are written as such.
+func nixOSUnit(t *testing.T, settings string) (unit, execStart string) {
+	t.Helper()
+	if _, err := exec.LookPath("nix-instantiate"); err != nil {
+		if os.Getenv("LARDER_REQUIRE_NIX") == "1" {
+			t.Fatalf("LARDER_REQUIRE_NIX=1 but nix-instantiate is not on PATH: %v", err)
+		}
+		t.Skip("nix-instantiate is not on PATH")
+	}
+	const larder = "/nix/store/00000000000000000000000000000000-larder"
+	cmd := exec.Command("nix-instantiate", "--eval", "--strict", "--json", "-E",
+		`(import ../nix/service.nix { larder = "`+larder+`"; configFile = "/etc/larder/larder.toml"; settings = `+settings+`; environmentFile = "/run/secrets/larder.env"; }).serviceConfig`)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("nix/service.nix: %v\n%s", err, stderr.String())
+	}
+	var sc map[string]any
+	if err := json.Unmarshal(out, &sc); err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	b.WriteString("[Unit]\nDescription=larder Nix binary cache\nWants=network-online.target\nAfter=network-online.target\n\n[Service]\n")
+	for key, value := range sc {
+		items, ok := value.([]any)
+		if !ok {
+			items = []any{value}
+		}
+		for _, item := range items {
+			switch v := item.(type) {
+			case bool:
+				b.WriteString(key + "=" + strconv.FormatBool(v) + "\n")
+			case string:
+				b.WriteString(key + "=" + v + "\n")
+			default:
+				t.Fatalf("%s = %v (%T)", key, item, item)
+			}
+		}
+	}
+	b.WriteString("\n[Install]\nWantedBy=multi-user.target\n")
+	return b.String(), larder + "/bin/larder"
+}
+
+// TestNixOSUnit runs the same checks on the unit the NixOS module makes,
+// for the default settings and for those that add a capability and
+// writable paths.
+func TestNixOSUnit(t *testing.T) {
+	requireSystemd(t)
+	for name, settings := range map[string]string{
+		"defaults":     `{ listen = "127.0.0.1:8080"; data = "/var/lib/larder"; }`,
+		"port 443":     `{ listen = "[::]:443"; data = "/var/lib/larder"; }`,
+		"data on /srv": `{ listen = ":8080"; data = "/srv/larder"; blobs = "file:///srv/blobs"; }`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			unit, larder := nixOSUnit(t, settings)
+			root := systemRoot(t, "larder.service", unit, larder)
+			for _, dir := range []string{"/srv/larder", "/srv/blobs"} {
+				if err := os.MkdirAll(filepath.Join(root, dir), 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			verify(t, root, "larder.service")
+			if level := exposure(t, root, "larder.service"); level > maxExposure {
+				t.Errorf("systemd-analyze security rates the NixOS unit %.1f, more exposed than %.1f", level, maxExposure)
+			}
+		})
 	}
 }
 

@@ -1,6 +1,7 @@
 // Package nix holds the tests of larder's Nix packaging: the files of this
-// directory and default.nix. Building the package needs nixpkgs, which these
-// tests do without: they need only Go and Nix itself.
+// directory and default.nix. Building the package and evaluating the NixOS
+// module need nixpkgs, which these tests do without: they need only Go and
+// Nix itself.
 package nix
 
 import (
@@ -16,6 +17,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/larder-cache/larder/internal/config"
 	"github.com/nix-community/go-nix/pkg/nar"
 )
 
@@ -225,7 +227,7 @@ func nixFiles(t *testing.T) []string {
 func TestParse(t *testing.T) {
 	requireNix(t)
 	files := nixFiles(t)
-	for _, want := range []string{"default.nix", "nix/package.nix"} {
+	for _, want := range []string{"default.nix", "nix/package.nix", "nix/module.nix", "nix/service.nix"} {
 		found := false
 		for _, f := range files {
 			found = found || filepath.ToSlash(f) == "../"+want
@@ -236,5 +238,214 @@ func TestParse(t *testing.T) {
 	}
 	for _, f := range files {
 		run(t, ".", nil, "nix-instantiate", "--parse", f)
+	}
+}
+
+// service is what nix/service.nix evaluates to.
+type service struct {
+	Port           *int
+	Privileged     bool
+	ReadWritePaths []string
+	ServiceConfig  map[string]any
+}
+
+// evalService evaluates nix/service.nix, the systemd settings the NixOS
+// module gives larder.service, on the arguments written as a Nix attribute
+// set.
+func evalService(t *testing.T, args string) (svc service) {
+	t.Helper()
+	out := run(t, ".", nil, "nix-instantiate", "--eval", "--strict", "--json", "-E", "import ./service.nix "+args)
+	if err := json.Unmarshal([]byte(out), &svc); err != nil {
+		t.Fatalf("service.nix: %v\n%s", err, out)
+	}
+	return svc
+}
+
+// TestService evaluates the [Service] settings the module gives larder:
+// the shared ones of contrib/service.json, hardening included, exactly;
+// ExecStart and EnvironmentFile wired to the package, the generated file
+// and the option; and the capability and writable paths the settings call
+// for, and only those.
+func TestService(t *testing.T) {
+	requireNix(t)
+	var common map[string]any
+	if err := json.Unmarshal([]byte(readFile(t, filepath.Join(root, "contrib", "service.json"))), &common); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"ProtectSystem", "SystemCallFilter", "MemoryDenyWriteExecute", "CapabilityBoundingSet", "UMask", "Type", "WatchdogSec"} {
+		if _, ok := common[key]; !ok {
+			t.Errorf("contrib/service.json has no %s", key)
+		}
+	}
+	const larder, configFile = "/nix/store/00000000000000000000000000000000-larder", "/nix/store/11111111111111111111111111111111-larder.toml"
+
+	for _, tc := range []struct {
+		name     string
+		settings string
+		envFile  string
+		port     int
+		rw       []string
+		bindCap  bool
+	}{
+		{name: "defaults", settings: `{ listen = "127.0.0.1:8080"; data = "/var/lib/larder"; }`, port: 8080},
+		{
+			name:     "secrets and a state subdirectory",
+			settings: `{ listen = "[::]:8080"; data = "/var/lib/larder"; blobs = "file:///var/lib/larder/nar"; meta = "sqlite:///var/lib/larder/db/larder.db"; }`,
+			envFile:  "/run/secrets/larder.env", port: 8080,
+		},
+		{name: "port 80", settings: `{ listen = "0.0.0.0:80"; data = "/var/lib/larder"; }`, port: 80, bindCap: true},
+		{name: "port 443 written 0443", settings: `{ listen = ":0443"; data = "/var/lib/larder"; }`, port: 443, bindCap: true},
+		{name: "port 1024", settings: `{ listen = ":1024"; data = "/var/lib/larder"; }`, port: 1024},
+		{
+			name:     "data elsewhere",
+			settings: `{ listen = ":8080"; data = "/srv/larder"; blobs = "file:///srv/blobs?x=1"; meta = "sqlite:///srv/larder/larder.db"; }`,
+			port:     8080, rw: []string{"/srv/larder", "/srv/blobs"},
+		},
+		{name: "S3 and PostgreSQL", settings: `{ listen = ":8080"; data = "/var/lib/larder"; blobs = "s3://b/p?endpoint=https://s3.internal"; meta = "postgres://larder@db/larder"; }`, port: 8080},
+		{name: "a state directory lookalike", settings: `{ listen = ":8080"; data = "/var/lib/larder2"; }`, port: 8080, rw: []string{"/var/lib/larder2"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := "null"
+			if tc.envFile != "" {
+				env = `"` + tc.envFile + `"`
+			}
+			svc := evalService(t, `{ larder = "`+larder+`"; configFile = "`+configFile+`"; settings = `+tc.settings+`; environmentFile = `+env+`; }`)
+			sc := svc.ServiceConfig
+			if svc.Port == nil || *svc.Port != tc.port {
+				t.Errorf("port = %v, want %d", svc.Port, tc.port)
+			}
+			for key, want := range common {
+				if key == "CapabilityBoundingSet" && tc.bindCap {
+					continue
+				}
+				if got, _ := json.Marshal(sc[key]); string(got) != mustJSON(t, want) {
+					t.Errorf("%s = %s, want %s as in contrib/service.json", key, got, mustJSON(t, want))
+				}
+			}
+			want := map[string]any{
+				"ExecStart":        larder + "/bin/larder serve --config " + configFile,
+				"DynamicUser":      true,
+				"User":             "larder",
+				"StateDirectory":   "larder",
+				"WorkingDirectory": "/var/lib/larder",
+			}
+			if tc.envFile != "" {
+				want["EnvironmentFile"] = tc.envFile
+			}
+			if tc.rw != nil {
+				want["ReadWritePaths"] = tc.rw
+			}
+			if tc.bindCap {
+				want["AmbientCapabilities"] = "CAP_NET_BIND_SERVICE"
+				want["CapabilityBoundingSet"] = "CAP_NET_BIND_SERVICE"
+			}
+			for key, w := range want {
+				if got, _ := json.Marshal(sc[key]); string(got) != mustJSON(t, w) {
+					t.Errorf("%s = %s, want %s", key, got, mustJSON(t, w))
+				}
+			}
+			for _, key := range []string{"EnvironmentFile", "ReadWritePaths", "AmbientCapabilities"} {
+				if _, set := sc[key]; set && want[key] == nil {
+					t.Errorf("%s = %v, want it unset", key, sc[key])
+				}
+			}
+			if tc.bindCap != svc.Privileged {
+				t.Errorf("privileged = %v", svc.Privileged)
+			}
+		})
+	}
+
+	// A service name has no port number to open or to judge.
+	if svc := evalService(t, `{ larder = "/x"; configFile = "/y"; settings = { listen = ":http"; data = "/var/lib/larder"; }; }`); svc.Port != nil || svc.Privileged {
+		t.Errorf("listen :http: port %v, privileged %v", svc.Port, svc.Privileged)
+	}
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// TestModuleSettings checks the typed settings of the NixOS module against
+// larder's own: each is a setting larder knows, and listen, which the
+// module reads for the firewall and the capability, defaults as larder does.
+func TestModuleSettings(t *testing.T) {
+	module := readFile(t, "module.nix")
+	start := strings.Index(module, "freeformType = settingsFormat.type;")
+	end := strings.Index(module, "environmentFile = mkOption")
+	if start < 0 || end < start {
+		t.Fatal("module.nix: no settings submodule before environmentFile")
+	}
+	typed := regexp.MustCompile(`(?m)^\s+(\w+) = mkOption \{`).FindAllStringSubmatch(module[start:end], -1)
+	if len(typed) == 0 {
+		t.Fatal("module.nix: no typed settings")
+	}
+	known := map[string]config.Setting{}
+	for _, s := range config.Settings() {
+		known[s.Name] = s
+	}
+	for _, m := range typed {
+		if _, ok := known[m[1]]; !ok {
+			t.Errorf("module.nix declares settings.%s, which larder does not know", m[1])
+		}
+	}
+	listen := regexp.MustCompile(`(?s)listen = mkOption \{.*?default = "([^"]*)";`).FindStringSubmatch(module)
+	if listen == nil || listen[1] != config.Default().Listen {
+		t.Errorf("module.nix: settings.listen defaults to %v, larder to %q", listen, config.Default().Listen)
+	}
+}
+
+// TestCheckConfigOpensNothing pins what the module's build-time check
+// relies on: larder check-config validates a configuration without the
+// data directory, the stores or the network, none of which the build
+// sandbox has, and refuses a bad setting with a message that names it.
+func TestCheckConfigOpensNothing(t *testing.T) {
+	dir := t.TempDir()
+	larder := filepath.Join(dir, "larder")
+	run(t, root, []string{"CGO_ENABLED=0"}, "go", "build", "-o", larder, "./cmd/larder")
+
+	data := filepath.Join(dir, "no", "such", "data")
+	good := filepath.Join(dir, "good.toml")
+	if err := os.WriteFile(good, []byte(`data = "`+data+`"
+listen = "0.0.0.0:8080"
+public_url = "https://cache.example.org"
+blobs = "s3://nix-cache/larder?endpoint=https://s3.invalid&region=garage"
+meta = "postgres://larder@db.invalid/larder?sslmode=require"
+max_nar_size = "64GiB"
+max_signatures = 4
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// As in the sandbox: no HOME, no LARDER_* settings, no network.
+	check := func(file string) (string, error) {
+		cmd := exec.Command(larder, "check-config", "--config", file)
+		cmd.Env = []string{"PATH=/nonexistent", "HOME=/homeless-shelter"}
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	out, err := check(good)
+	if err != nil {
+		t.Fatalf("check-config: %v\n%s", err, out)
+	}
+	for _, want := range []string{"configuration is valid", "meta = postgres://larder@db.invalid", "max_nar_size = 64GiB"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("check-config printed no %q:\n%s", want, out)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "no")); !os.IsNotExist(err) {
+		t.Errorf("check-config made the data directory's parents: %v", err)
+	}
+
+	bad := filepath.Join(dir, "bad.toml")
+	if err := os.WriteFile(bad, []byte("max_signatures = 0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The message the flake's check-config-refuses looks for.
+	if out, err := check(bad); err == nil || !strings.Contains(out, "max_signatures: must be at least 1") {
+		t.Errorf("check-config on max_signatures = 0: %v\n%s", err, out)
 	}
 }

@@ -1,4 +1,5 @@
-# larder, built with nixpkgs' buildGoModule. default.nix calls this file.
+# larder, built with nixpkgs' buildGoModule. default.nix calls this file;
+# the NixOS module (module.nix) builds it unless told otherwise.
 {
   lib,
   buildGo126Module,
