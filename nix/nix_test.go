@@ -1,7 +1,7 @@
 // Package nix holds the tests of larder's Nix packaging: the files of this
-// directory and default.nix. Building the package and evaluating the NixOS
-// module need nixpkgs, which these tests do without: they need only Go and
-// Nix itself.
+// directory, flake.nix and default.nix. What nixpkgs is needed for (building
+// the package, evaluating the module, the VM test) is checked by the flake's
+// checks, which need nixpkgs; these tests need only Go and Nix itself.
 package nix
 
 import (
@@ -187,7 +187,8 @@ func TestGoVersion(t *testing.T) {
 	}
 	want := m[1] + m[2] // 1.26 -> 126
 	for file, pattern := range map[string]string{
-		"package.nix": `\bbuildGo(\d+)Module\b`,
+		"package.nix":                    `\bbuildGo(\d+)Module\b`,
+		filepath.Join(root, "flake.nix"): `\bgo_(\d+)_(\d+)\b`,
 	} {
 		found := regexp.MustCompile(pattern).FindAllStringSubmatch(readFile(t, file), -1)
 		if len(found) == 0 {
@@ -227,7 +228,7 @@ func nixFiles(t *testing.T) []string {
 func TestParse(t *testing.T) {
 	requireNix(t)
 	files := nixFiles(t)
-	for _, want := range []string{"default.nix", "nix/package.nix", "nix/module.nix", "nix/service.nix"} {
+	for _, want := range []string{"flake.nix", "default.nix", "nix/package.nix", "nix/module.nix", "nix/service.nix", "nix/vm-test.nix"} {
 		found := false
 		for _, f := range files {
 			found = found || filepath.ToSlash(f) == "../"+want
@@ -238,6 +239,27 @@ func TestParse(t *testing.T) {
 	}
 	for _, f := range files {
 		run(t, ".", nil, "nix-instantiate", "--parse", f)
+	}
+}
+
+// TestFlakeInputs reads what evaluates of flake.nix without nixpkgs.
+func TestFlakeInputs(t *testing.T) {
+	requireNix(t)
+	out := run(t, root, nil, "nix-instantiate", "--eval", "--strict", "--json", "-E",
+		`let f = import ./flake.nix; in { inherit (f) description; url = f.inputs.nixpkgs.url; outputs = builtins.functionArgs f.outputs; }`)
+	var flake struct {
+		Description string
+		URL         string
+		Outputs     map[string]bool
+	}
+	if err := json.Unmarshal([]byte(out), &flake); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(flake.URL, "github:NixOS/nixpkgs/") {
+		t.Errorf("inputs.nixpkgs.url = %q", flake.URL)
+	}
+	if _, ok := flake.Outputs["nixpkgs"]; !ok || len(flake.Outputs) != 2 {
+		t.Errorf("outputs takes %v, want self and nixpkgs", flake.Outputs)
 	}
 }
 

@@ -1,5 +1,5 @@
-# larder, built with nixpkgs' buildGoModule. default.nix calls this file;
-# the NixOS module (module.nix) builds it unless told otherwise.
+# larder, built with nixpkgs' buildGoModule. default.nix and flake.nix call
+# this file; the NixOS module (module.nix) builds it unless told otherwise.
 {
   lib,
   buildGo126Module,
@@ -17,8 +17,8 @@ in
 # to build.
 buildGo126Module (finalAttrs: {
   pname = "larder";
-  # No release has been tagged. overrideAttrs { version = …; } sets another
-  # (ldflags follows it).
+  # No release has been tagged. flake.nix sets a version that names the
+  # commit with overrideAttrs, which ldflags follows.
   version = "0-unstable";
 
   src = lib.fileset.toSource {
