@@ -9,7 +9,7 @@ cd "$(dirname "$0")"
 declare -A packages=(
   [/usr/bin/nix-store]=nix-bin [/usr/bin/bzip2]=bzip2 [/usr/bin/curl]=curl
   [/usr/bin/aws]=awscli [/usr/bin/s3cmd]=s3cmd [/usr/bin/rclone]=rclone
-  [/usr/bin/skopeo]=skopeo [/usr/bin/umoci]=umoci
+  [/usr/bin/skopeo]=skopeo [/usr/bin/umoci]=umoci [/usr/bin/systemd-analyze]=systemd
 )
 missing=()
 for file in "${!packages[@]}"; do
@@ -41,12 +41,13 @@ done
 
 # The end-to-end tests must run against the real clients, never skip them.
 export LARDER_REQUIRE_NIX=1 LARDER_REQUIRE_S3_CLIENTS=1 LARDER_REQUIRE_POSTGRES=1 LARDER_REQUIRE_S3=1
-export LARDER_REQUIRE_OCI_TOOLS=1
+# ... the image against skopeo and umoci, the systemd units against systemd-analyze.
+export LARDER_REQUIRE_OCI_TOOLS=1 LARDER_REQUIRE_SYSTEMD=1
 # A CA bundle meant for other tools breaks Go's and the S3 clients' TLS.
 unset AWS_CA_BUNDLE
 export CGO_ENABLED=0
 
-unformatted=$(gofmt -l cmd internal e2e bench release 2>/dev/null || true)
+unformatted=$(gofmt -l cmd internal e2e bench release nix contrib 2>/dev/null || true)
 if [ -n "$unformatted" ]; then
   echo "test.sh: gofmt would change:" >&2
   echo "$unformatted" >&2
