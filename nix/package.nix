@@ -29,7 +29,7 @@ buildGo126Module (finalAttrs: {
   # The NAR hash of `go mod vendor` run on the files above. nix/nix_test.go
   # recomputes it, and prints the new value when go.mod, go.sum or the
   # packages larder imports change.
-  vendorHash = "sha256-d2V9xzy10Hw5ax8mya2slpD2ijqzEBBSrzrl6g9p1I0=";
+  vendorHash = "sha256-HwP+cBgrnMUr4n/jrcqX5WV5jaiEMEbMq8i15fTCDKg=";
 
   subPackages = [ "cmd/larder" ];
 
