@@ -25,7 +25,7 @@ func Redact(setting, value string) string {
 	switch {
 	case value == "":
 		return value
-	case secretName(setting):
+	case secretName(setting) && !strings.HasPrefix(setting, "max_"): // max_signatures is a limit
 		return Hidden
 	case urlScheme.MatchString(value):
 		return redactURL(value)

@@ -54,6 +54,7 @@ func TestRedact(t *testing.T) {
 		{name: "path with an equals sign", setting: "data", value: "/srv/pass=word/larder", want: "/srv/pass=word/larder"},
 		{name: "tls_key names a file, not its contents", setting: "tls_key", value: "/etc/larder/key.pem", want: "/etc/larder/key.pem"},
 		{name: "size", setting: "max_nar_size", value: "32GiB", want: "32GiB"},
+		{name: "a limit whose name holds a secret's word", setting: "max_signatures", value: "16", want: "16"},
 		{name: "empty", setting: "meta", value: "", want: ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
