@@ -10,10 +10,12 @@ import (
 	"net/http/pprof"
 	"net/url"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"time"
 
 	"github.com/larder-cache/larder/internal/app"
+	"github.com/larder-cache/larder/internal/buildinfo"
 	"github.com/larder-cache/larder/internal/config"
 	"github.com/larder-cache/larder/internal/nixhttp"
 	"github.com/larder-cache/larder/internal/s3api"
@@ -24,7 +26,10 @@ import (
 type serveCmd struct{ noFlags }
 
 func (serveCmd) run(ctx context.Context, e *env, _ []string) error {
-	a, err := e.open(ctx)
+	log := app.NewLogger(e.cfg, e.stderr)
+	log.Info("starting", "version", buildinfo.Version(), "commit", buildinfo.Commit(),
+		"go", runtime.Version(), "platform", runtime.GOOS+"/"+runtime.GOARCH)
+	a, err := app.Open(ctx, e.cfg, log)
 	if err != nil {
 		return err
 	}
