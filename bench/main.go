@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command bench measures larder against references on the same machine in
 // the same run: nginx serving the same cache as static files (narinfo
 // lookups, NAR downloads), nix copy to a file:// store (pushes), and MinIO
@@ -5,6 +7,7 @@
 // grows to ten million paths. It reports each measure as a ratio larder ÷
 // reference, the median of several runs, in a markdown table written to
 // bench/results/. Run it with bench/run, which installs the references.
+// It runs on Linux only: it installs them with apt-get and reads /proc.
 package main
 
 import (

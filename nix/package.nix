@@ -39,7 +39,7 @@ buildGo126Module (finalAttrs: {
   ldflags = [
     "-s"
     "-w"
-    "-X main.version=${finalAttrs.version}"
+    "-X github.com/larder-cache/larder/internal/buildinfo.version=${finalAttrs.version}"
   ];
 
   # The unit tests of the leaf packages: parsers, decompressors, NAR

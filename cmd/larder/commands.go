@@ -59,7 +59,7 @@ var table = []*command{
 
 	{name: "completion", usage: "bash", nargs: 1, noSettings: true, summary: "print a bash script that completes larder's commands",
 		new: func() runner { return completionCmd{} }},
-	{name: "version", noSettings: true, summary: "print larder's version",
+	{name: "version", noSettings: true, summary: "print larder's version, commit, and the Go and platform that built it",
 		new: func() runner { return versionCmd{} }},
 	{name: "help", usage: "[COMMAND | settings]", nargs: anyArgs, noSettings: true,
 		summary: "describe larder, a command, or the settings",

@@ -10,6 +10,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/larder-cache/larder/internal/buildinfo"
 )
 
 // runLine runs a command line in-process as main does, and returns what it
@@ -296,6 +298,23 @@ COMP_WORDS=("$@"); COMP_CWORD=$(( $# - 1 )); _larder; echo "${COMPREPLY[*]}"`, "
 		}
 		if got := strings.TrimSpace(string(out)); got != tc.want {
 			t.Errorf("completing %q: %q, want %q", tc.words, got, tc.want)
+		}
+	}
+}
+
+// TestVersion: larder version and --version print the build in one line,
+// the version first.
+func TestVersion(t *testing.T) {
+	for _, args := range [][]string{{"version"}, {"--version"}} {
+		out, errOut, code := runLine(t, args...)
+		if code != 0 || errOut != "" {
+			t.Fatalf("larder %s: status %d, stderr %q", args[0], code, errOut)
+		}
+		if want := buildinfo.String() + "\n"; out != want {
+			t.Errorf("larder %s printed %q, want %q", args[0], out, want)
+		}
+		if !strings.HasPrefix(out, "larder "+buildinfo.Version()+" (commit "+buildinfo.Commit()+", go") {
+			t.Errorf("larder %s printed %q: not version, commit and Go", args[0], out)
 		}
 	}
 }

@@ -10,13 +10,16 @@ import (
 	"net/http/pprof"
 	"net/url"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"time"
 
 	"github.com/larder-cache/larder/internal/app"
+	"github.com/larder-cache/larder/internal/buildinfo"
 	"github.com/larder-cache/larder/internal/config"
 	"github.com/larder-cache/larder/internal/nixhttp"
 	"github.com/larder-cache/larder/internal/s3api"
+	"github.com/larder-cache/larder/internal/sdnotify"
 	"github.com/larder-cache/larder/internal/store"
 )
 
@@ -24,7 +27,14 @@ import (
 type serveCmd struct{ noFlags }
 
 func (serveCmd) run(ctx context.Context, e *env, _ []string) error {
-	a, err := e.open(ctx)
+	notify, err := sdnotify.New(os.Getenv)
+	if err != nil {
+		return err
+	}
+	log := app.NewLogger(e.cfg, e.stderr)
+	log.Info("starting", "version", buildinfo.Version(), "commit", buildinfo.Commit(),
+		"go", runtime.Version(), "platform", runtime.GOOS+"/"+runtime.GOARCH)
+	a, err := app.Open(ctx, e.cfg, log)
 	if err != nil {
 		return err
 	}
@@ -86,11 +96,15 @@ func (serveCmd) run(ctx context.Context, e *env, _ []string) error {
 		}
 		errc <- srv.Serve(ln)
 	}()
+	sm := startServiceManager(notify, a.Log.With("component", "systemd"), ln, cfg.TLSCert != "",
+		"serving "+config.Redact("public_url", cfg.PublicURL))
+	defer sm.stopping()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
+	sm.stopping()
 	a.Log.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
 	shutCtx, done := context.WithTimeout(context.Background(), time.Duration(cfg.ShutdownTimeout))
 	defer done()

@@ -38,6 +38,7 @@ type App struct {
 
 	meta  metaStore
 	blobs blobStore
+	lock  *os.File // the data directory's serve.lock, held while serving
 }
 
 // Open opens the stores of cfg (which must be validated) and the service on
@@ -162,12 +163,14 @@ func (a *App) ClaimForServing(ctx context.Context) error {
 		return a.reclaim(ctx, staleUpload)
 	}
 	path := filepath.Join(a.Config.Data, "serve.lock")
-	if err := lockFile(path); err != nil {
+	lock, err := lockFile(path)
+	if err != nil {
 		if errors.Is(err, errLocked) {
 			return fmt.Errorf("%s: %w", a.Config.Data, err)
 		}
 		return err
 	}
+	a.lock = lock
 	return a.reclaim(ctx, 0)
 }
 
@@ -210,9 +213,14 @@ func (a *App) Run(ctx context.Context) {
 	}
 }
 
-// Close releases the stores.
+// Close releases the stores, and the data directory if the app claimed it
+// for serving.
 func (a *App) Close() error {
-	return a.Meta.Close()
+	err := a.Meta.Close()
+	if a.lock != nil {
+		a.lock.Close()
+	}
+	return err
 }
 
 // keyHost is the host part of the names of new signing keys.

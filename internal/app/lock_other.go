@@ -1,7 +1,9 @@
-//go:build !unix
+//go:build !unix && !windows
 
 package app
 
-// lockFile is a no-op where flock is not available: there, nothing stops
-// two servers from sharing a data directory.
-func lockFile(string) error { return nil }
+import "os"
+
+// lockFile is a no-op where neither flock nor LockFileEx is available:
+// there, nothing stops two servers from sharing a data directory.
+func lockFile(string) (*os.File, error) { return nil, nil }

@@ -29,9 +29,9 @@ func openMeta(ctx context.Context, cfg config.Config) (metaStore, error) {
 	u := cfg.MetaURL()
 	switch u.Scheme {
 	case "sqlite":
-		path := u.Path
-		if u.Opaque != "" {
-			path = u.Opaque
+		path, err := config.LocalPath(u)
+		if err != nil {
+			return metaStore{}, fmt.Errorf("meta: %w", err)
 		}
 		// The database holds the caches' signing keys: readable by its
 		// owner only. SQLite gives its -wal and -shm files the same mode.
@@ -72,9 +72,9 @@ func openBlobs(ctx context.Context, cfg config.Config) (blobStore, error) {
 	u := cfg.BlobsURL()
 	switch u.Scheme {
 	case "file":
-		dir := u.Path
-		if u.Opaque != "" {
-			dir = u.Opaque
+		dir, err := config.LocalPath(u)
+		if err != nil {
+			return blobStore{}, fmt.Errorf("blobs: %w", err)
 		}
 		b, err := local.Open(dir)
 		if err != nil {

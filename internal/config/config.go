@@ -172,11 +172,27 @@ func (c *Config) Validate() error {
 	if c.BodyTimeout <= 0 || c.ShutdownTimeout <= 0 || c.SyncInterval <= 0 || c.HeldTTL <= 0 {
 		bad("body_timeout, shutdown_timeout, sync_interval and held_narinfo_ttl must be positive")
 	}
-	if u, err := url.Parse(c.Blobs); c.Blobs != "" && (err != nil || (u.Scheme != "file" && u.Scheme != "s3") || (u.Scheme == "s3" && u.Host == "")) {
-		bad("blobs: %q is not file:///DIR or s3://BUCKET/PREFIX?endpoint=…", Redact("blobs", c.Blobs))
+	if c.Blobs != "" {
+		u, err := url.Parse(c.Blobs)
+		switch {
+		case err != nil || (u.Scheme != "file" && u.Scheme != "s3") || (u.Scheme == "s3" && u.Host == ""):
+			bad("blobs: %q is not file:///DIR or s3://BUCKET/PREFIX?endpoint=…", Redact("blobs", c.Blobs))
+		case u.Scheme == "file":
+			if _, err := LocalPath(u); err != nil {
+				bad("blobs: %v", err)
+			}
+		}
 	}
-	if u, err := url.Parse(c.Meta); c.Meta != "" && (err != nil || (u.Scheme != "sqlite" && u.Scheme != "postgres" && u.Scheme != "postgresql")) {
-		bad("meta: %q is not sqlite:///FILE or postgres://…", Redact("meta", c.Meta))
+	if c.Meta != "" {
+		u, err := url.Parse(c.Meta)
+		switch {
+		case err != nil || (u.Scheme != "sqlite" && u.Scheme != "postgres" && u.Scheme != "postgresql"):
+			bad("meta: %q is not sqlite:///FILE or postgres://…", Redact("meta", c.Meta))
+		case u.Scheme == "sqlite":
+			if _, err := LocalPath(u); err != nil {
+				bad("meta: %v", err)
+			}
+		}
 	}
 	if c.S3Domain != "" && (strings.Contains(c.S3Domain, "/") || strings.HasPrefix(c.S3Domain, ".")) {
 		bad("s3_domain: %q is not a domain name", c.S3Domain)

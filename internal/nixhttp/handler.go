@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/larder-cache/larder/internal/buildinfo"
 	"github.com/larder-cache/larder/internal/httpx"
 	"github.com/larder-cache/larder/internal/metrics"
 	"github.com/larder-cache/larder/internal/nixkey"
@@ -141,7 +142,7 @@ func (h *Handler) serveIndex(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var b strings.Builder
-	b.WriteString("larder: a Nix binary cache\n\nPublic caches (use as substituters):\n")
+	b.WriteString("larder " + buildinfo.Version() + ": a Nix binary cache\n\nPublic caches (use as substituters):\n")
 	for _, c := range caches {
 		if !c.Private {
 			fmt.Fprintf(&b, "  %s/%s  %s\n", h.opts.PublicURL, c.Name, c.PublicKey)

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/larder-cache/larder/internal/buildinfo"
 	"github.com/larder-cache/larder/internal/narinfo"
 )
 
@@ -272,6 +273,9 @@ func TestIndexAndHealth(t *testing.T) {
 	_, body := e.expect(200, "GET", "/", "", nil)
 	if !strings.Contains(body, "http://larder.test/main") {
 		t.Errorf("index does not list main:\n%s", body)
+	}
+	if !strings.HasPrefix(body, "larder "+buildinfo.Version()+":") {
+		t.Errorf("index does not start with larder's version %s:\n%s", buildinfo.Version(), body)
 	}
 	e.expect(200, "GET", "/_larder/health", "", nil)
 	e.expect(404, "GET", "/_larder/nothing", "", nil)

@@ -14,7 +14,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -62,10 +61,10 @@ type PGServer struct {
 	// Port is the TCP port the server listens on; restarts keep it.
 	Port int
 
-	dir  string              // the data directory "data", the socket and the log
-	bin  string              // the directory of initdb and postgres
-	cred *syscall.Credential // whom to run the server as; nil: this process's user
-	dbs  atomic.Int64        // databases created, for their names
+	dir  string       // the data directory "data", the socket and the log
+	bin  string       // the directory of initdb and postgres
+	cred *pgUser      // whom to run the server as; nil: this process's user
+	dbs  atomic.Int64 // databases created, for their names
 
 	mu   sync.Mutex
 	done <-chan struct{} // closed when the running server exits; nil when stopped
@@ -282,7 +281,7 @@ func (s *PGServer) command(name string, args ...string) *exec.Cmd {
 	cmd := exec.Command(filepath.Join(s.bin, name), args...)
 	cmd.Dir = s.dir
 	cmd.Env = append(os.Environ(), "LC_ALL=C.UTF-8", "TZ=UTC")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred}
+	cmd.SysProcAttr = pgProcAttr(s.cred)
 	return cmd
 }
 
@@ -304,9 +303,7 @@ func (s *PGServer) start() error {
 		"-c", "fsync=off", "-c", "full_page_writes=off", "-c", "synchronous_commit=off",
 		"-c", "max_connections=200", "-c", "log_min_messages=warning")
 	cmd.Stdout, cmd.Stderr = log, log
-	// Should this process die without stopping the server, the kernel
-	// tells the server to shut down.
-	cmd.SysProcAttr.Pdeathsig = syscall.SIGINT
+	pgStopWithParent(cmd)
 	done, err := pgSpawn(cmd)
 	if err != nil {
 		return fmt.Errorf("start postgresql: %w", err)
@@ -453,27 +450,6 @@ func pgHasBinaries(dir string) bool {
 	return true
 }
 
-// pgCredential returns whom to run the server as: PostgreSQL refuses to
-// run as root, so root runs it as the system user postgres.
-func pgCredential() (*syscall.Credential, error) {
-	if os.Geteuid() != 0 {
-		return nil, nil
-	}
-	u, err := user.Lookup("postgres")
-	if err != nil {
-		return nil, fmt.Errorf("%w: running as root and %v", errPGMissing, err)
-	}
-	uid, err := strconv.ParseUint(u.Uid, 10, 32)
-	if err != nil {
-		return nil, fmt.Errorf("user postgres: uid %q: %w", u.Uid, err)
-	}
-	gid, err := strconv.ParseUint(u.Gid, 10, 32)
-	if err != nil {
-		return nil, fmt.Errorf("user postgres: gid %q: %w", u.Gid, err)
-	}
-	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), NoSetGroups: true}, nil
-}
-
 // pgFreePort returns a TCP port on 127.0.0.1 that nothing listens on now.
 func pgFreePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -507,9 +483,5 @@ func pgAlive(path string) bool {
 	}
 	line, _, _ := strings.Cut(string(b), "\n")
 	pid, err := strconv.Atoi(strings.TrimSpace(line))
-	if err != nil || pid <= 0 {
-		return false
-	}
-	err = syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
+	return err == nil && pid > 0 && processRuns(pid)
 }

@@ -57,7 +57,7 @@ func goBuild(t *testing.T, name, pkg string, env []string, flags ...string) stri
 	}
 	path := filepath.Join(buildDir, name)
 	args := append([]string{"build", "-trimpath", "-o", path}, flags...)
-	args = append(args, "-ldflags", "-s -w -X main.version="+testVersion, pkg)
+	args = append(args, "-ldflags", "-s -w -X github.com/larder-cache/larder/internal/buildinfo.version="+testVersion, pkg)
 	cmd := exec.Command("go", args...)
 	cmd.Env = append(append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux"), env...)
 	if out, err := cmd.CombinedOutput(); err != nil {

@@ -56,6 +56,7 @@ func Open(root string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open blob store %s: %w", root, err)
 	}
+	abs = fsPath(abs)
 	s := &Store{root: abs, tmp: filepath.Join(abs, tmpDir)}
 	if err := os.MkdirAll(s.tmp, dirPerm); err != nil {
 		return nil, fmt.Errorf("open blob store %s: %w", root, err)
@@ -128,7 +129,7 @@ func (s *Store) Get(ctx context.Context, key string, offset, length int64) (io.R
 	if offset < 0 {
 		return nil, fmt.Errorf("get blob %s: negative offset %d", key, offset)
 	}
-	f, err := os.Open(path)
+	f, err := openRead(path)
 	if isNotExist(err) {
 		return nil, fmt.Errorf("get blob %s: %w", key, store.ErrNotFound)
 	}

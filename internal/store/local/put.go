@@ -55,7 +55,7 @@ func (s *Store) Compose(ctx context.Context, key string, parts []string, size in
 			if err != nil {
 				return err
 			}
-			src, err := os.Open(pp)
+			src, err := openRead(pp)
 			if errors.Is(err, fs.ErrNotExist) {
 				return fmt.Errorf("part %s: %w", part, store.ErrNotFound)
 			}
@@ -115,7 +115,7 @@ func (s *Store) put(ctx context.Context, path string, fill func(*os.File) error)
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := os.Rename(f.Name(), path); err != nil {
+	if err := rename(f.Name(), path); err != nil {
 		return err
 	}
 	return syncDir(dir)
@@ -178,17 +178,4 @@ func (s *Store) mkdirs(dir string) error {
 	}
 	// Sync even when another Put made dir first: it may not have synced yet.
 	return syncDir(parent)
-}
-
-// syncDir flushes the entries of directory dir to stable storage.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	if err := d.Sync(); err != nil {
-		d.Close()
-		return fmt.Errorf("sync directory %s: %w", dir, err)
-	}
-	return d.Close()
 }
