@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package contrib holds the tests of what larder ships for systemd outside
 // NixOS: larder.service, and service.json, the [Service] settings it shares
 // with the NixOS module (nix/service.nix reads them too).
