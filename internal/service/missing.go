@@ -26,7 +26,7 @@ func (s *Service) MissingPaths(ctx context.Context, c Cache, hashes []string) ([
 			return nil, errorf(CodeInvalid, "%q is not the hash of a store path (32 characters of Nix's base32)", h)
 		}
 	}
-	present, err := s.meta.PresentNarInfos(ctx, c.entry.ID, hashes)
+	present, _, err := s.meta.PresentNarInfos(ctx, c.entry.ID, hashes)
 	if err != nil {
 		return nil, internal(err, "look up %d narinfos", len(hashes))
 	}

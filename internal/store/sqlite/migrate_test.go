@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -142,7 +143,7 @@ func checkV1Caches(t *testing.T, s *Store) {
 		{ID: 2, Name: "other", Private: true, Priority: 20, SecretKey: "other-1:sec", PublicKey: "other-1:pub",
 			CreatedAt: v1Created},
 	}
-	if !slices.Equal(list, want) {
+	if !reflect.DeepEqual(list, want) {
 		t.Fatalf("caches after migration: %+v, want %+v", list, want)
 	}
 }
