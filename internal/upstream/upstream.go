@@ -36,7 +36,7 @@ import (
 const (
 	DefaultTimeout      = time.Second
 	DefaultNegativeTTL  = time.Minute
-	DefaultPositiveTTL  = time.Minute
+	DefaultPositiveTTL  = 10 * time.Second
 	DefaultFetchTimeout = 30 * time.Second
 )
 
@@ -422,6 +422,15 @@ func keyNames(keys []narinfo.PublicKey) string {
 		names[i] = k.Name()
 	}
 	return strings.Join(names, ", ")
+}
+
+// Distrust makes the client refuse hit's path at its upstream, as if the
+// upstream had not answered it, for the negative TTL: its NAR file was not
+// what its narinfo says, so the narinfo must not be served either.
+func (c *Client) Distrust(hit *Hit, err error) {
+	c.answers.put(answerKey{hit.Upstream, hit.NarInfo.HashPart()}, answer{absent: true}, time.Now().Add(c.opts.NegativeTTL))
+	c.log.Warn("upstream narinfo refused: its NAR file is not the one it describes", "upstream", hit.Upstream,
+		"store_path", hit.NarInfo.StorePath, "reason", err.Error())
 }
 
 // resolve returns the URL of a narinfo's NAR file, which must be a path
