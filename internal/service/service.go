@@ -23,6 +23,7 @@ import (
 	"github.com/larder-cache/larder/internal/metrics"
 	"github.com/larder-cache/larder/internal/presence"
 	"github.com/larder-cache/larder/internal/store"
+	"github.com/larder-cache/larder/internal/upstream"
 )
 
 // Limits bound what an upload may be.
@@ -68,8 +69,11 @@ type Options struct {
 	// GCGrace is how long anything recently pushed, read or uploaded is
 	// kept whatever a cache's policy says; 0 means DefaultGCGrace.
 	GCGrace time.Duration
-	// Metrics records collections; nil records nothing.
+	// Metrics records collections and the use of upstreams; nil records
+	// nothing.
 	Metrics *metrics.Metrics
+	// Upstream configures how caches use their upstreams.
+	Upstream UpstreamOptions
 }
 
 // Service is the cache service. It is safe for concurrent use.
@@ -89,6 +93,12 @@ type Service struct {
 	// removes a narinfo must forget its rendering.
 	rendered *renderCache
 	metrics  *metrics.Metrics
+	// up asks the upstreams of caches; pulls are the NAR files being
+	// fetched from them, into spool files in spoolDir.
+	up       *upstream.Client
+	pulls    pulls
+	spoolDir string
+	recheck  time.Duration
 
 	mu     sync.RWMutex
 	caches map[string]*cacheEntry // by name
@@ -121,6 +131,21 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 		rendered: newRenderCache(),
 		metrics:  opts.Metrics,
 		caches:   map[string]*cacheEntry{},
+		up: upstream.New(upstream.Options{
+			Timeout:        opts.Upstream.Timeout,
+			NegativeTTL:    opts.Upstream.NegativeTTL,
+			PositiveTTL:    opts.Upstream.PositiveTTL,
+			MaxNarInfoSize: opts.Limits.MaxNarInfoSize,
+			Transport:      opts.Upstream.Transport,
+			Logger:         log.With("part", "upstream"),
+			Metrics:        opts.Metrics,
+		}),
+		pulls:    pulls{m: map[pullKey]*pull{}},
+		spoolDir: opts.Upstream.SpoolDir,
+		recheck:  opts.Upstream.Recheck,
+	}
+	if s.recheck <= 0 {
+		s.recheck = DefaultUpstreamRecheck
 	}
 	if s.keyHost == "" {
 		s.keyHost = "larder"
@@ -149,14 +174,15 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 func (s *Service) IndexBytes() int64 { return s.index.Bytes() }
 
 // Run keeps the service in step with changes other processes make to the
-// stores (the CLI, other replicas), drops narinfos held too long, records
-// reads and collects garbage every GCInterval, until ctx ends. A collection
+// stores (the CLI, other replicas), drops narinfos held too long, checks
+// upstream-only paths again as they age, records reads and collects
+// garbage every GCInterval, until ctx ends. A collection
 // runs beside the rest, which it does not hold up; Run returns once it has
 // stopped and the last reads are recorded.
 func (s *Service) Run(ctx context.Context, every time.Duration) {
 	var collecting sync.WaitGroup
-	busy := false
-	collected := make(chan struct{}, 1)
+	busy, checking := false, false
+	collected, checked := make(chan struct{}, 1), make(chan struct{}, 1)
 	defer func() {
 		collecting.Wait()
 		flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -197,6 +223,18 @@ func (s *Service) Run(ctx context.Context, every time.Duration) {
 			}
 		case <-housekeeping.C:
 			s.expireHeld(ctx, s.heldTTL)
+			if !checking {
+				checking = true
+				collecting.Add(1)
+				go func() {
+					defer collecting.Done()
+					s.recheckPeriodically(ctx)
+					checked <- struct{}{}
+				}()
+			}
+			continue
+		case <-checked:
+			checking = false
 			continue
 		case <-flush.C:
 			if err := s.FlushAccess(ctx); err != nil && ctx.Err() == nil {
