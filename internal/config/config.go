@@ -58,6 +58,10 @@ type Config struct {
 	GCInterval Duration `toml:"gc_interval" help:"how often the server collects garbage (0s: never; larder gc runs one now)"`
 	GCGrace    Duration `toml:"gc_grace" help:"how long anything recently pushed, fetched or uploaded is kept whatever the policy"`
 
+	UpstreamTimeout     Duration `toml:"upstream_timeout" help:"how long a lookup at a cache's upstreams may take, all of them together; past it larder answers from what it has"`
+	UpstreamNegativeTTL Duration `toml:"upstream_negative_ttl" help:"how long an upstream's answer that it lacks a path is remembered"`
+	UpstreamRecheck     Duration `toml:"upstream_recheck" help:"how long an upstream-only path goes before its upstream is asked again whether it still holds it"`
+
 	BlobConcurrency int `toml:"blob_concurrency" help:"most uploads, and most other calls, running against the blob store at once"`
 
 	DebugListen string `toml:"debug_listen" help:"address for Go's profiling endpoints, /debug/pprof/ (empty: none; keep it on localhost)"`
@@ -87,6 +91,9 @@ func Default() Config {
 		BlobConcurrency:       64,
 		GCInterval:            Duration(time.Hour),
 		GCGrace:               Duration(time.Hour),
+		UpstreamTimeout:       Duration(time.Second),
+		UpstreamNegativeTTL:   Duration(time.Minute),
+		UpstreamRecheck:       Duration(24 * time.Hour),
 	}
 }
 
@@ -171,6 +178,9 @@ func (c *Config) Validate() error {
 	}
 	if c.BodyTimeout <= 0 || c.ShutdownTimeout <= 0 || c.SyncInterval <= 0 || c.HeldTTL <= 0 {
 		bad("body_timeout, shutdown_timeout, sync_interval and held_narinfo_ttl must be positive")
+	}
+	if c.UpstreamTimeout <= 0 || c.UpstreamNegativeTTL <= 0 || c.UpstreamRecheck <= 0 {
+		bad("upstream_timeout, upstream_negative_ttl and upstream_recheck must be positive")
 	}
 	if c.Blobs != "" {
 		u, err := url.Parse(c.Blobs)
