@@ -244,15 +244,26 @@ func (s *Service) Sync(ctx context.Context) error {
 	if err := s.reloadCaches(ctx); err != nil {
 		return err
 	}
-	const page = 10000
+	// The first Sync loads every narinfo: in bulk, in large pages. Later
+	// ones add the few committed since, one at a time.
+	page, bulk := 10000, s.lastSeq == 0
+	var bl *presence.Builder
+	if bulk {
+		page, bl = 100_000, presence.NewBuilder()
+		defer s.index.Install(bl) // also what was read before an error
+	}
 	for {
 		keys, err := s.meta.ListNarInfoKeys(ctx, s.lastSeq, page)
 		if err != nil {
 			return fmt.Errorf("list narinfos after %d: %w", s.lastSeq, err)
 		}
 		for _, k := range keys {
-			s.index.Add(k.CacheID, k.Hash)
-			s.rendered.forget(k.CacheID, k.Hash) // changed by another process
+			if bulk {
+				bl.Add(k.CacheID, k.Hash)
+			} else {
+				s.index.Add(k.CacheID, k.Hash)
+				s.rendered.forget(k.CacheID, k.Hash) // changed by another process
+			}
 			s.lastSeq = k.Seq
 		}
 		if len(keys) < page {
