@@ -58,6 +58,8 @@ type Config struct {
 	GCInterval Duration `toml:"gc_interval" help:"how often the server collects garbage (0s: never; larder gc runs one now)"`
 	GCGrace    Duration `toml:"gc_grace" help:"how long anything recently pushed, fetched or uploaded is kept whatever the policy"`
 
+	HistoryInterval Duration `toml:"history_interval" help:"how often the history of each cache (size, lookups, hits) is sampled for the dashboard"`
+
 	BlobConcurrency int `toml:"blob_concurrency" help:"most uploads, and most other calls, running against the blob store at once"`
 
 	DebugListen string `toml:"debug_listen" help:"address for Go's profiling endpoints, /debug/pprof/ (empty: none; keep it on localhost)"`
@@ -87,6 +89,7 @@ func Default() Config {
 		BlobConcurrency:       64,
 		GCInterval:            Duration(time.Hour),
 		GCGrace:               Duration(time.Hour),
+		HistoryInterval:       Duration(5 * time.Minute),
 	}
 }
 
@@ -168,6 +171,9 @@ func (c *Config) Validate() error {
 	}
 	if c.GCInterval < 0 || c.GCGrace <= 0 {
 		bad("gc_interval must not be negative and gc_grace must be positive")
+	}
+	if c.HistoryInterval < Duration(time.Second) || c.HistoryInterval > Duration(time.Hour) {
+		bad("history_interval: must be from 1s to 1h")
 	}
 	if c.BodyTimeout <= 0 || c.ShutdownTimeout <= 0 || c.SyncInterval <= 0 || c.HeldTTL <= 0 {
 		bad("body_timeout, shutdown_timeout, sync_interval and held_narinfo_ttl must be positive")

@@ -70,6 +70,9 @@ type Options struct {
 	GCGrace time.Duration
 	// Metrics records collections; nil records nothing.
 	Metrics *metrics.Metrics
+	// HistoryInterval is how often Run samples the history of caches; 0
+	// means DefaultHistoryInterval.
+	HistoryInterval time.Duration
 }
 
 // Service is the cache service. It is safe for concurrent use.
@@ -89,6 +92,12 @@ type Service struct {
 	// removes a narinfo must forget its rendering.
 	rendered *renderCache
 	metrics  *metrics.Metrics
+	// lookups counts narinfo lookups between samples of the history.
+	lookups      *lookups
+	historyEvery time.Duration
+	// gcMu keeps collections of this process, and dry runs of the
+	// dashboard, from running at once: they share this process's lease.
+	gcMu sync.Mutex
 
 	mu     sync.RWMutex
 	caches map[string]*cacheEntry // by name
@@ -121,6 +130,12 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 		rendered: newRenderCache(),
 		metrics:  opts.Metrics,
 		caches:   map[string]*cacheEntry{},
+		lookups:  newLookups(),
+
+		historyEvery: opts.HistoryInterval,
+	}
+	if s.historyEvery <= 0 {
+		s.historyEvery = DefaultHistoryInterval
 	}
 	if s.keyHost == "" {
 		s.keyHost = "larder"
@@ -149,12 +164,14 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 func (s *Service) IndexBytes() int64 { return s.index.Bytes() }
 
 // Run keeps the service in step with changes other processes make to the
-// stores (the CLI, other replicas), drops narinfos held too long, records
-// reads and collects garbage every GCInterval, until ctx ends. A collection
-// runs beside the rest, which it does not hold up; Run returns once it has
-// stopped and the last reads are recorded.
+// stores (the CLI, other replicas), drops narinfos held too long and
+// expired login sessions, records reads, samples the history of caches
+// every HistoryInterval and collects garbage every GCInterval, until ctx
+// ends. A collection runs beside the rest, which it does not hold up; Run
+// returns once it has stopped and the last reads and counts are recorded.
 func (s *Service) Run(ctx context.Context, every time.Duration) {
 	var collecting sync.WaitGroup
+	collecting.Go(func() { s.recordHistory(ctx) })
 	busy := false
 	collected := make(chan struct{}, 1)
 	defer func() {
@@ -197,6 +214,7 @@ func (s *Service) Run(ctx context.Context, every time.Duration) {
 			}
 		case <-housekeeping.C:
 			s.expireHeld(ctx, s.heldTTL)
+			s.expireSessions(ctx)
 			continue
 		case <-flush.C:
 			if err := s.FlushAccess(ctx); err != nil && ctx.Err() == nil {

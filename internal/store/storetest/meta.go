@@ -18,7 +18,8 @@ import (
 // t.Cleanup.
 func TestMetaStore(t *testing.T, newStore func(t *testing.T) store.MetaStore) {
 	groups := [][]metaTest{cacheTests, tokenTests, narTests, unlinkTests, narInfoTests, objectTests,
-		listTests, holdTests, uploadTests, partTests, deleteCacheTests, gcTests, orphanTests, pinTests, collectTests}
+		listTests, holdTests, uploadTests, partTests, deleteCacheTests, gcTests, orphanTests, pinTests, collectTests,
+		browseTests, historyTests, sessionTests}
 	for _, g := range groups {
 		for _, tc := range g {
 			t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore(t)) })
