@@ -244,7 +244,11 @@ func cacheMeasures(ctx context.Context, o options, r *report) error {
 			return fmt.Errorf("fill the caches: %w", err)
 		}
 	}
-	ng, err := startNginx(ctx, o.work, export)
+	cert, key, err := selfSigned(o.work)
+	if err != nil {
+		return err
+	}
+	ng, err := startNginx(ctx, o.work, export, cert, key)
 	if err != nil {
 		return err
 	}
@@ -267,6 +271,15 @@ func cacheMeasures(ctx context.Context, o options, r *report) error {
 	}
 	r.note("larder under load: %.0f MiB resident at the end, peak %.0f MiB (SQLite, local blobs, log level warn)",
 		float64(l.rss())/(1<<20), float64(l.peakRSS())/(1<<20))
+	if o.wants("narinfo") {
+		// The same data over HTTPS: a server of its own on the data
+		// directory, which one server at a time may hold.
+		l.stop()
+		hits, misses := narinfoPaths(d)
+		if err := h2Measures(ctx, o, r, data, hits, misses, ng.TLSURL, cert, key); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -292,13 +305,7 @@ func waitCache(ctx context.Context, base, cache string) error {
 // narinfoMeasures: hits and misses, larder vs nginx, requests/s and p99.
 func narinfoMeasures(ctx context.Context, o options, r *report, l *larder, nginxURL string, d *dataset) error {
 	larderURL := l.URL
-	var hits, misses []string
-	for _, p := range d.paths {
-		hits = append(hits, "/main/"+filepath.Base(p)[:32]+".narinfo")
-	}
-	for i := range 1000 {
-		misses = append(misses, fmt.Sprintf("/main/%032d.narinfo", i))
-	}
+	hits, misses := narinfoPaths(d)
 	dur := time.Duration(o.seconds) * time.Second
 	for run := range o.runs {
 		fmt.Printf("narinfo lookups, run %d…\n", run+1)
@@ -326,6 +333,18 @@ func narinfoMeasures(ctx context.Context, o options, r *report, l *larder, nginx
 		}
 	}
 	return nil
+}
+
+// narinfoPaths returns the narinfo requests of the lookups: one of each
+// path of the closure, and a thousand misses.
+func narinfoPaths(d *dataset) (hits, misses []string) {
+	for _, p := range d.paths {
+		hits = append(hits, "/main/"+filepath.Base(p)[:32]+".narinfo")
+	}
+	for i := range 1000 {
+		misses = append(misses, fmt.Sprintf("/main/%032d.narinfo", i))
+	}
+	return hits, misses
 }
 
 // narMeasures: NAR downloads of each size, four at a time, MB/s.

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"fmt"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -92,7 +93,7 @@ func fillNarInfos(ctx context.Context, path string, n int) ([]string, error) {
 		`CREATE TEMP TABLE gen (i INTEGER PRIMARY KEY, h TEXT NOT NULL)`,
 		rows + `INSERT INTO temp.gen SELECT i, replace(lower(hex(randomblob(16))), 'e', 'z') FROM s`,
 		`INSERT INTO nars (id, file_hash, file_size, compression, nar_hash, nar_size, md5, blob_key, created_at)
-			SELECT ?4 + i + 1, printf('%052d', ?4 + i), 1000, 'zstd', printf('%052d', ?4 + i), 5000, '', 'nar/gen/' || i, ?3 FROM temp.gen`,
+			SELECT ?4 + i + 1, printf('%052d', ?4 + i), 1000, 'zstd', printf('%052d', ?4 + i), 5000, '', 'nar/gen/blob', ?3 FROM temp.gen`,
 		`INSERT INTO cache_nars (cache_id, nar_id, key, created_at)
 			SELECT ?1, ?4 + i + 1, 'nar/' || printf('%052d', ?4 + i) || '.nar.zst', ?3 FROM temp.gen`,
 		`INSERT INTO narinfos (seq, cache_id, hash, key, store_path, nar_id, nar_hash, nar_size, refs,
@@ -121,5 +122,14 @@ func fillNarInfos(ctx context.Context, path string, n int) ([]string, error) {
 	if _, err := tx.ExecContext(ctx, `DROP TABLE temp.gen`); err != nil {
 		return nil, err
 	}
-	return hits, tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return nil, err
+	}
+	// Every generated NAR names one blob, which must be there: larder
+	// serves a narinfo only while its NAR file's blob is.
+	blob := filepath.Join(filepath.Dir(path), "blobs", "nar", "gen", "blob")
+	if err := os.MkdirAll(filepath.Dir(blob), 0o750); err != nil {
+		return nil, err
+	}
+	return hits, os.WriteFile(blob, make([]byte, 1000), 0o640)
 }

@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -62,9 +63,9 @@ func main() {
 	if sizes != "" {
 		o.sizes = nil
 		for _, f := range strings.Split(sizes, ",") {
-			var n int
-			if _, err := fmt.Sscan(f, &n); err != nil || n <= 0 {
-				log.Fatalf("--growth: %q is not a number of paths", f)
+			n, err := parseCount(f)
+			if err != nil || n <= 0 {
+				log.Fatalf("--growth: %q is not a number of paths (such as 50000, 100k or 10M)", f)
 			}
 			o.sizes = append(o.sizes, n)
 		}
@@ -113,4 +114,18 @@ func run(ctx context.Context, o options) error {
 	}
 	fmt.Printf("\nreport written to %s\n", path)
 	return nil
+}
+
+// parseCount parses a number of paths, with k or M for thousands or
+// millions: the whole text, so that 10M is not read as 10.
+func parseCount(s string) (int, error) {
+	mult := 1
+	switch {
+	case strings.HasSuffix(s, "k"):
+		s, mult = strings.TrimSuffix(s, "k"), 1000
+	case strings.HasSuffix(s, "M"):
+		s, mult = strings.TrimSuffix(s, "M"), 1_000_000
+	}
+	n, err := strconv.Atoi(s)
+	return n * mult, err
 }

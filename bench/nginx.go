@@ -35,20 +35,36 @@ http {
     listen %[2]s;
     root %[3]s;
   }
+  server {
+    listen %[5]s ssl http2;
+    ssl_certificate %[6]s;
+    ssl_certificate_key %[7]s;
+    root %[3]s;
+  }
 }
 `
 
-// startNginx serves root on a free port.
-func startNginx(ctx context.Context, work, root string) (*proc, error) {
-	addr := freeAddr()
+// nginxProc is nginx serving a cache over HTTP and over HTTPS with HTTP/2.
+type nginxProc struct {
+	*proc
+	TLSURL string
+}
+
+// startNginx serves root on a free port, and over HTTPS with HTTP/2 (the
+// certificate cert and its key) on another.
+func startNginx(ctx context.Context, work, root, cert, key string) (*nginxProc, error) {
+	addr, tlsAddr := freeAddr(), freeAddr()
 	user := ""
 	if os.Getuid() == 0 {
 		user = "user root;" // the workers must read the benchmark's private directory
 	}
 	conf := filepath.Join(work, "nginx.conf")
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf(nginxConf, work, addr, root, user)), 0o644); err != nil {
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf(nginxConf, work, addr, root, user, tlsAddr, cert, key)), 0o644); err != nil {
 		return nil, err
 	}
 	p, _, err := start(ctx, "nginx", "http://"+addr, "/main/nix-cache-info", nil, "nginx", "-c", conf, "-p", work)
-	return p, err
+	if err != nil {
+		return nil, err
+	}
+	return &nginxProc{proc: p, TLSURL: "https://" + tlsAddr}, nil
 }

@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -69,6 +71,11 @@ type proc struct {
 	exited chan struct{} // closed once the process has been waited for
 }
 
+// probeClient asks servers whether they are up; it accepts the benchmark's
+// self-signed certificate.
+var probeClient = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+	TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+
 // start starts a server and waits until GET of health answers 2xx, and
 // returns it with the time that took.
 func start(ctx context.Context, name, url, health string, env []string, args ...string) (*proc, time.Duration, error) {
@@ -86,7 +93,7 @@ func start(ctx context.Context, name, url, health string, env []string, args ...
 	p := &proc{name: name, URL: url, cmd: cmd, log: &log, exited: exited}
 	deadline := time.Now().Add(10 * time.Minute)
 	for {
-		resp, err := http.Get(url + health)
+		resp, err := probeClient.Get(url + health)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode < 300 {
@@ -156,7 +163,11 @@ type larder struct {
 func startLarder(ctx context.Context, bin, data string, extra ...string) (*larder, time.Duration, error) {
 	addr := freeAddr()
 	args := append([]string{bin, "serve", "--data", data, "--listen", addr, "--log-level", "warn"}, extra...)
-	p, took, err := start(ctx, "larder", "http://"+addr, "/_larder/health", nil, args...)
+	scheme := "http://"
+	if slices.Contains(extra, "--tls-cert") {
+		scheme = "https://"
+	}
+	p, took, err := start(ctx, "larder", scheme+addr, "/_larder/health", nil, args...)
 	if err != nil {
 		return nil, 0, err
 	}

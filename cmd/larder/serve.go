@@ -21,6 +21,7 @@ import (
 	"github.com/larder-cache/larder/internal/s3api"
 	"github.com/larder-cache/larder/internal/sdnotify"
 	"github.com/larder-cache/larder/internal/store"
+	"github.com/larder-cache/larder/internal/web"
 )
 
 // serveCmd runs the server until SIGINT or SIGTERM.
@@ -61,8 +62,17 @@ func (serveCmd) run(ctx context.Context, e *env, _ []string) error {
 		Metrics:     a.Metrics,
 		BodyTimeout: time.Duration(cfg.BodyTimeout),
 	})
+	dash, err := web.New(a.Service, web.Options{
+		Logger:    a.Log.With("component", "web"),
+		Metrics:   a.Metrics,
+		PublicURL: config.Redact("public_url", cfg.PublicURL),
+		TLS:       cfg.TLSCert != "",
+	})
+	if err != nil {
+		return err
+	}
 	srv := &http.Server{
-		Handler:           frontEnds(nix, s3, a.Metrics.Handler()),
+		Handler:           frontEnds(nix, s3, dash, a.Metrics.Handler()),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
@@ -119,21 +129,25 @@ func (serveCmd) run(ctx context.Context, e *env, _ []string) error {
 // /_larder/, which no cache name can take.
 const metricsPath = "/_larder/metrics"
 
-// frontEnds serves both protocols on one listener: a request signed for
-// S3 goes to the S3 API, anything else is the Nix binary cache protocol,
-// but for the metrics. Path-style S3 keys and substituter URLs are the
-// same strings.
-func frontEnds(nix, s3, metrics http.Handler) http.Handler {
+// frontEnds serves both protocols and the dashboard on one listener: a
+// request signed for S3 goes to the S3 API; the dashboard's pages (under
+// /_larder/ui/, and / when a browser asks for it) to the dashboard;
+// anything else is the Nix binary cache protocol, but for the metrics.
+// Path-style S3 keys and substituter URLs are the same strings.
+func frontEnds(nix, s3, dash, metrics http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == metricsPath && (r.Method == http.MethodGet || r.Method == http.MethodHead) && !s3api.Is(r) {
 			metrics.ServeHTTP(w, r)
 			return
 		}
-		if s3api.Is(r) {
+		switch {
+		case s3api.Is(r):
 			s3.ServeHTTP(w, r)
-			return
+		case web.Is(r):
+			dash.ServeHTTP(w, r)
+		default:
+			nix.ServeHTTP(w, r)
 		}
-		nix.ServeHTTP(w, r)
 	})
 }
 

@@ -67,6 +67,8 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error
 		HeldTTL:    time.Duration(cfg.HeldTTL),
 		GCInterval: time.Duration(cfg.GCInterval),
 		GCGrace:    time.Duration(cfg.GCGrace),
+
+		HistoryInterval: time.Duration(cfg.HistoryInterval),
 		Upstream: service.UpstreamOptions{
 			Timeout:     time.Duration(cfg.UpstreamTimeout),
 			NegativeTTL: time.Duration(cfg.UpstreamNegativeTTL),

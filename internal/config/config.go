@@ -58,6 +58,8 @@ type Config struct {
 	GCInterval Duration `toml:"gc_interval" help:"how often the server collects garbage (0s: never; larder gc runs one now)"`
 	GCGrace    Duration `toml:"gc_grace" help:"how long anything recently pushed, fetched or uploaded is kept whatever the policy"`
 
+	HistoryInterval Duration `toml:"history_interval" help:"how often the history of each cache (size, lookups, hits) is sampled for the dashboard"`
+
 	UpstreamTimeout     Duration `toml:"upstream_timeout" help:"how long a lookup at a cache's upstreams may take, all of them together; past it larder answers from what it has"`
 	UpstreamNegativeTTL Duration `toml:"upstream_negative_ttl" help:"how long an upstream's answer that it lacks a path is remembered"`
 	UpstreamRecheck     Duration `toml:"upstream_recheck" help:"how long an upstream-only path goes before its upstream is asked again whether it still holds it"`
@@ -91,6 +93,7 @@ func Default() Config {
 		BlobConcurrency:       64,
 		GCInterval:            Duration(time.Hour),
 		GCGrace:               Duration(time.Hour),
+		HistoryInterval:       Duration(5 * time.Minute),
 		UpstreamTimeout:       Duration(time.Second),
 		UpstreamNegativeTTL:   Duration(time.Minute),
 		UpstreamRecheck:       Duration(24 * time.Hour),
@@ -175,6 +178,9 @@ func (c *Config) Validate() error {
 	}
 	if c.GCInterval < 0 || c.GCGrace <= 0 {
 		bad("gc_interval must not be negative and gc_grace must be positive")
+	}
+	if c.HistoryInterval < Duration(time.Second) || c.HistoryInterval > Duration(time.Hour) {
+		bad("history_interval: must be from 1s to 1h")
 	}
 	if c.BodyTimeout <= 0 || c.ShutdownTimeout <= 0 || c.SyncInterval <= 0 || c.HeldTTL <= 0 {
 		bad("body_timeout, shutdown_timeout, sync_interval and held_narinfo_ttl must be positive")

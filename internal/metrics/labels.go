@@ -21,6 +21,7 @@ var kinds = map[string]map[string]bool{
 		"GetObjectTagging", "HeadBucket", "HeadObject", "ListBuckets", "ListMultipartUploads",
 		"ListObjectVersions", "ListObjects", "ListObjectsV2", "ListParts", "ObjectACL", "PutObject",
 		"UploadPart", "UploadPartCopy"),
+	"web": set("page", "asset", "data", "session"),
 }
 
 func set(values ...string) map[string]bool {
@@ -31,7 +32,7 @@ func set(values ...string) map[string]bool {
 	return m
 }
 
-// protocolLabel bounds the protocol label: nix, s3 or other.
+// protocolLabel bounds the protocol label: nix, s3, web or other.
 func protocolLabel(protocol string) string {
 	if kinds[protocol] == nil {
 		return other

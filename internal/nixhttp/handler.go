@@ -92,11 +92,25 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 		h.serveRead(rw, r, info, cacheName, key)
+		if key.Kind == nixkey.NarInfo {
+			h.countLookup(cacheName, rw.Status())
+		}
 	case http.MethodPut:
 		h.serveWrite(rw, r, info, cacheName, key)
 	default:
 		rw.Header().Set("Allow", "GET, HEAD, PUT")
 		h.writeError(rw, r, info, methodError{r.Method})
+	}
+}
+
+// countLookup counts a narinfo lookup answered with status in the cache's
+// history: found (200, 304) or not there (404). Refusals do not count.
+func (h *Handler) countLookup(cacheName string, status int) {
+	switch status {
+	case http.StatusOK, http.StatusNotModified:
+		h.svc.CountLookup(cacheName, true)
+	case http.StatusNotFound:
+		h.svc.CountLookup(cacheName, false)
 	}
 }
 
@@ -148,8 +162,10 @@ func (h *Handler) serveIndex(w http.ResponseWriter, r *http.Request) {
 			fmt.Fprintf(&b, "  %s/%s  %s\n", h.opts.PublicURL, c.Name, c.PublicKey)
 		}
 	}
+	b.WriteString("\nIn a browser, " + h.opts.PublicURL + "/ is the dashboard.\n")
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("Vary", "Accept") // browsers get the dashboard
 	if r.Method == http.MethodGet {
 		_, _ = w.Write([]byte(b.String()))
 	}

@@ -15,6 +15,7 @@ package presence
 
 import (
 	"encoding/binary"
+	"slices"
 	"sync"
 
 	"github.com/nix-community/go-nix/pkg/nixbase32"
@@ -50,7 +51,7 @@ func key(hash string) (int, [recordLen]byte, bool) {
 		return 0, rec, false
 	}
 	var digest [20]byte
-	if _, err := nixbase32.Decode(digest[:], []byte(hash)); err != nil {
+	if !decode32(&digest, hash) {
 		return 0, rec, false
 	}
 	k := binary.BigEndian.Uint64(digest[:8])
@@ -58,6 +59,45 @@ func key(hash string) (int, [recordLen]byte, bool) {
 	binary.BigEndian.PutUint64(digest[:8], k<<bucketBits)
 	copy(rec[:], digest[:recordLen])
 	return b, rec, true
+}
+
+// nix32Digits maps a character of Nix's base32 to its value, and any other
+// byte to 0xff.
+var nix32Digits = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 0xff
+	}
+	for i, c := range nixbase32.Alphabet {
+		t[c] = byte(i)
+	}
+	return t
+}()
+
+// decode32 decodes a 32-character nix32 hash into its 20-byte digest, as
+// nixbase32.Decode does (the last character holds the lowest bits, and
+// bits past the digest must be zero), with a table rather than a search of
+// the alphabet per character: it runs once per narinfo when a server loads
+// its index.
+func decode32(out *[20]byte, s string) bool {
+	for n := range 32 {
+		d := nix32Digits[s[31-n]]
+		if d == 0xff {
+			return false
+		}
+		b := n * 5
+		i, j := b/8, uint(b%8)
+		out[i] |= d << j
+		if carry := d >> (8 - j); j > 3 {
+			if i+1 >= len(out) {
+				if carry != 0 {
+					return false
+				}
+			} else {
+				out[i+1] |= carry
+			}
+		}
+	}
+	return true
 }
 
 // find returns where rec is, or would be, in bucket, and whether it is.
@@ -182,4 +222,103 @@ func (x *Index) Len(cacheID int64) int {
 		return s.n
 	}
 	return 0
+}
+
+// A Builder collects keys to add to an Index in bulk, as a server does
+// when it loads every narinfo at start: it appends each key to its bucket
+// unsorted, and Install sorts each bucket once, where Add, which keeps its
+// bucket sorted, moves half a bucket per key (at ten million paths, some
+// seventy gigabytes moved). A Builder is not safe for concurrent use.
+type Builder struct {
+	caches map[int64]*set
+}
+
+// NewBuilder returns an empty Builder.
+func NewBuilder() *Builder { return &Builder{caches: make(map[int64]*set)} }
+
+// Add collects hash for the cache. Malformed hashes are ignored.
+func (bl *Builder) Add(cacheID int64, hash string) {
+	b, rec, ok := key(hash)
+	if !ok {
+		return
+	}
+	s := bl.caches[cacheID]
+	if s == nil {
+		s = &set{}
+		bl.caches[cacheID] = s
+	}
+	s.buckets[b] = append(s.buckets[b], rec[:]...)
+}
+
+// Install adds the keys b collected to x and empties b.
+func (x *Index) Install(bl *Builder) {
+	var scratch []uint64
+	for id, s := range bl.caches {
+		for i, bucket := range s.buckets {
+			if len(bucket) > 0 {
+				s.buckets[i], scratch = sortRecords(bucket, scratch)
+			}
+		}
+		x.mu.Lock()
+		cur := x.caches[id]
+		if cur == nil {
+			x.caches[id] = s
+			s.n = s.count()
+		} else {
+			for i, bucket := range s.buckets {
+				if len(bucket) > 0 {
+					cur.buckets[i] = mergeRecords(cur.buckets[i], bucket)
+				}
+			}
+			cur.n = cur.count()
+		}
+		x.mu.Unlock()
+	}
+	clear(bl.caches)
+}
+
+// count returns the records of s.
+func (s *set) count() int {
+	n := 0
+	for _, b := range s.buckets {
+		n += len(b) / recordLen
+	}
+	return n
+}
+
+// sortRecords sorts the records of bucket and drops repeated ones, using
+// scratch, and returns the bucket, its spare capacity trimmed to what Add
+// would leave, and scratch for the next call.
+func sortRecords(bucket []byte, scratch []uint64) ([]byte, []uint64) {
+	n := len(bucket) / recordLen
+	scratch = scratch[:0]
+	for i := range n {
+		scratch = append(scratch, load(bucket[i*recordLen:]))
+	}
+	slices.Sort(scratch)
+	scratch = slices.Compact(scratch)
+	out := bucket[:0]
+	if len(scratch)*recordLen+len(scratch)*recordLen/8+8*recordLen < cap(bucket) {
+		out = make([]byte, 0, len(scratch)*recordLen+len(scratch)*recordLen/8+8*recordLen)
+	}
+	for _, r := range scratch {
+		out = append(out, byte(r>>40), byte(r>>32), byte(r>>24), byte(r>>16), byte(r>>8), byte(r))
+	}
+	return out, scratch
+}
+
+// mergeRecords merges two sorted buckets without repeats into a new one.
+func mergeRecords(a, b []byte) []byte {
+	out := make([]byte, 0, len(a)+len(b)+(len(a)+len(b))/8)
+	for len(a) > 0 || len(b) > 0 {
+		switch {
+		case len(b) == 0 || len(a) > 0 && load(a) < load(b):
+			out, a = append(out, a[:recordLen]...), a[recordLen:]
+		case len(a) == 0 || load(b) < load(a):
+			out, b = append(out, b[:recordLen]...), b[recordLen:]
+		default: // the same record in both
+			out, a, b = append(out, a[:recordLen]...), a[recordLen:], b[recordLen:]
+		}
+	}
+	return out
 }

@@ -145,3 +145,117 @@ func BenchmarkAdd(b *testing.B) {
 		x.Add(1, hashes[i])
 	}
 }
+
+// TestBuilder: keys installed in bulk, over keys added one by one and with
+// repeats, give the index Add alone would have built.
+func TestBuilder(t *testing.T) {
+	var hashes []string
+	for range 50_000 {
+		hashes = append(hashes, randomHash())
+	}
+	want, got := New(), New()
+	for i, h := range hashes {
+		want.Add(int64(1+i%3), h)
+	}
+	// Some keys are in the index already; the builder also repeats some.
+	for i, h := range hashes[:5000] {
+		got.Add(int64(1+i%3), h)
+	}
+	bl := NewBuilder()
+	for i, h := range hashes {
+		bl.Add(int64(1+i%3), h)
+		if i%7 == 0 {
+			bl.Add(int64(1+i%3), h)
+		}
+	}
+	bl.Add(1, "not-a-hash")
+	got.Install(bl)
+	for id := int64(1); id <= 3; id++ {
+		if got.Len(id) != want.Len(id) {
+			t.Fatalf("cache %d: %d keys, want %d", id, got.Len(id), want.Len(id))
+		}
+		for b := range want.caches[id].buckets {
+			if string(got.caches[id].buckets[b]) != string(want.caches[id].buckets[b]) {
+				t.Fatalf("cache %d bucket %d differs from the one Add builds", id, b)
+			}
+		}
+	}
+	for i, h := range hashes {
+		if !got.Has(int64(1+i%3), h) {
+			t.Fatalf("installed hash %s not found", h)
+		}
+	}
+	if got.Has(1, randomHash()) {
+		t.Error("a hash never added is found")
+	}
+	if len(bl.caches) != 0 {
+		t.Error("Install left keys in the builder")
+	}
+	// The index still takes single keys after an install.
+	h := randomHash()
+	got.Add(2, h)
+	if !got.Has(2, h) || got.Len(2) != want.Len(2)+1 {
+		t.Error("Add after Install")
+	}
+}
+
+// BenchmarkLoad compares loading a million keys one by one with Add and in
+// bulk with a Builder.
+func BenchmarkLoad(b *testing.B) {
+	n := benchLoadN
+	if testing.Short() {
+		n = 100_000
+	}
+	hashes := make([]string, n)
+	for i := range hashes {
+		hashes[i] = randomHash()
+	}
+	b.Run("add", func(b *testing.B) {
+		for range b.N {
+			x := New()
+			for _, h := range hashes {
+				x.Add(1, h)
+			}
+		}
+	})
+	b.Run("builder", func(b *testing.B) {
+		for range b.N {
+			x, bl := New(), NewBuilder()
+			for _, h := range hashes {
+				bl.Add(1, h)
+			}
+			x.Install(bl)
+		}
+	})
+}
+
+// benchLoadN is how many keys BenchmarkLoad loads.
+var benchLoadN = 1_000_000
+
+// TestDecode32: the table decoder agrees with go-nix's on every valid hash
+// and refuses what it refuses: other characters, and bits past the digest.
+func TestDecode32(t *testing.T) {
+	check := func(s string) {
+		t.Helper()
+		want := make([]byte, 20)
+		_, werr := nixbase32.Decode(want, []byte(s))
+		var got [20]byte
+		ok := decode32(&got, s)
+		if ok != (werr == nil) || ok && string(got[:]) != string(want) {
+			t.Fatalf("decode32(%q) = %x, %v; nixbase32 says %x, %v", s, got, ok, want, werr)
+		}
+	}
+	for range 20000 {
+		check(randomHash())
+	}
+	for _, s := range []string{
+		"zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz", // bits past 160
+		"1zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz",
+		"00000000000000000000000000000000",
+		"0000000000000000000000000000000e", // e is not in the alphabet
+		"000000000000000000000000000000U0",
+		"0000000000000000000000000000000\xff",
+	} {
+		check(s)
+	}
+}

@@ -11,3 +11,7 @@ func ExpireHeld(s *Service, ctx context.Context, ttl time.Duration) { s.expireHe
 
 // DecoderMemoryInUse returns the decoder memory that uploads hold now.
 func DecoderMemoryInUse(s *Service) int64 { return s.decoder.Budget.InUse() }
+
+// SampleHistory adds the sample of the interval starting at at to the
+// history of every cache, as Run does at the end of each interval.
+func SampleHistory(s *Service, ctx context.Context, at time.Time) { s.sample(ctx, at) }

@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"errors"
+	"iter"
 	"time"
 
 	"github.com/larder-cache/larder/internal/store"
@@ -76,6 +77,10 @@ func (s *Service) Collect(ctx context.Context, opts CollectOptions) ([]CollectRe
 
 // collect does the work of Collect.
 func (s *Service) collect(ctx context.Context, opts CollectOptions) ([]CollectReport, error) {
+	if !s.gcMu.TryLock() {
+		return nil, ErrCollecting
+	}
+	defer s.gcMu.Unlock()
 	release, err := s.holdLease(ctx, gcLease)
 	if err != nil {
 		return nil, err
@@ -192,25 +197,40 @@ func (s *Service) pinnedHashes(ctx context.Context, c store.Cache, now time.Time
 	}
 	var keep []string
 	expired := 0
-	seen := map[string]int{} // revisions kept so far, by name; pins come newest first
-	for _, p := range pins {
-		rule := rules[p.Name]
-		n := seen[p.Name]
-		tooMany := rule.KeepRevisions > 0 && n >= rule.KeepRevisions
-		tooOld := rule.KeepFor > 0 && now.Sub(p.CreatedAt) > rule.KeepFor && n > 0
-		if tooMany || tooOld {
-			expired++
-			if !dryRun {
-				if err := s.meta.DeletePins(ctx, c.ID, p.Name, p.Hash); err != nil && !errors.Is(err, store.ErrNotFound) {
-					return nil, 0, internal(err, "expire pin %s", p.Name)
-				}
-			}
+	for p, kept := range pinsKept(pins, rules, now) {
+		if kept {
+			keep = append(keep, p.Hash)
 			continue
 		}
-		seen[p.Name] = n + 1
-		keep = append(keep, p.Hash)
+		expired++
+		if !dryRun {
+			if err := s.meta.DeletePins(ctx, c.ID, p.Name, p.Hash); err != nil && !errors.Is(err, store.ErrNotFound) {
+				return nil, 0, internal(err, "expire pin %s", p.Name)
+			}
+		}
 	}
 	return keep, expired, nil
+}
+
+// pinsKept yields each of pins, as ListPins returns them (by name, newest
+// first), and whether the rule of its name keeps it at now.
+func pinsKept(pins []store.Pin, rules map[string]store.PinRule, now time.Time) iter.Seq2[store.Pin, bool] {
+	return func(yield func(store.Pin, bool) bool) {
+		seen := map[string]int{} // revisions kept so far, by name
+		for _, p := range pins {
+			rule := rules[p.Name]
+			n := seen[p.Name]
+			tooMany := rule.KeepRevisions > 0 && n >= rule.KeepRevisions
+			tooOld := rule.KeepFor > 0 && now.Sub(p.CreatedAt) > rule.KeepFor && n > 0
+			kept := !tooMany && !tooOld
+			if kept {
+				seen[p.Name] = n + 1
+			}
+			if !yield(p, kept) {
+				return
+			}
+		}
+	}
 }
 
 // deleteUnusedNars deletes the NAR files no cache links to any more.

@@ -72,6 +72,9 @@ type Options struct {
 	// Metrics records collections and the use of upstreams; nil records
 	// nothing.
 	Metrics *metrics.Metrics
+	// HistoryInterval is how often Run samples the history of caches; 0
+	// means DefaultHistoryInterval.
+	HistoryInterval time.Duration
 	// Upstream configures how caches use their upstreams.
 	Upstream UpstreamOptions
 }
@@ -93,6 +96,12 @@ type Service struct {
 	// removes a narinfo must forget its rendering.
 	rendered *renderCache
 	metrics  *metrics.Metrics
+	// lookups counts narinfo lookups between samples of the history.
+	lookups      *lookups
+	historyEvery time.Duration
+	// gcMu keeps collections of this process, and dry runs of the
+	// dashboard, from running at once: they share this process's lease.
+	gcMu sync.Mutex
 	// up asks the upstreams of caches; pulls are the NAR files being
 	// fetched from them, into spool files in spoolDir.
 	up       *upstream.Client
@@ -131,6 +140,9 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 		rendered: newRenderCache(),
 		metrics:  opts.Metrics,
 		caches:   map[string]*cacheEntry{},
+		lookups:  newLookups(),
+
+		historyEvery: opts.HistoryInterval,
 		up: upstream.New(upstream.Options{
 			Timeout:        opts.Upstream.Timeout,
 			NegativeTTL:    opts.Upstream.NegativeTTL,
@@ -146,6 +158,9 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 	}
 	if s.recheck <= 0 {
 		s.recheck = DefaultUpstreamRecheck
+	}
+	if s.historyEvery <= 0 {
+		s.historyEvery = DefaultHistoryInterval
 	}
 	if s.keyHost == "" {
 		s.keyHost = "larder"
@@ -174,13 +189,15 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 func (s *Service) IndexBytes() int64 { return s.index.Bytes() }
 
 // Run keeps the service in step with changes other processes make to the
-// stores (the CLI, other replicas), drops narinfos held too long, checks
-// upstream-only paths again as they age, records reads and collects
-// garbage every GCInterval, until ctx ends. A collection
-// runs beside the rest, which it does not hold up; Run returns once it has
-// stopped and the last reads are recorded.
+// stores (the CLI, other replicas), drops narinfos held too long and
+// expired login sessions, checks upstream-only paths again as they age,
+// records reads, samples the history of caches every HistoryInterval and
+// collects garbage every GCInterval, until ctx ends. A collection runs
+// beside the rest, which it does not hold up; Run returns once it has
+// stopped and the last reads and counts are recorded.
 func (s *Service) Run(ctx context.Context, every time.Duration) {
 	var collecting sync.WaitGroup
+	collecting.Go(func() { s.recordHistory(ctx) })
 	busy, checking := false, false
 	collected, checked := make(chan struct{}, 1), make(chan struct{}, 1)
 	defer func() {
@@ -223,6 +240,7 @@ func (s *Service) Run(ctx context.Context, every time.Duration) {
 			}
 		case <-housekeeping.C:
 			s.expireHeld(ctx, s.heldTTL)
+			s.expireSessions(ctx)
 			if !checking {
 				checking = true
 				collecting.Add(1)
@@ -282,15 +300,26 @@ func (s *Service) Sync(ctx context.Context) error {
 	if err := s.reloadCaches(ctx); err != nil {
 		return err
 	}
-	const page = 10000
+	// The first Sync loads every narinfo: in bulk, in large pages. Later
+	// ones add the few committed since, one at a time.
+	page, bulk := 10000, s.lastSeq == 0
+	var bl *presence.Builder
+	if bulk {
+		page, bl = 100_000, presence.NewBuilder()
+		defer s.index.Install(bl) // also what was read before an error
+	}
 	for {
 		keys, err := s.meta.ListNarInfoKeys(ctx, s.lastSeq, page)
 		if err != nil {
 			return fmt.Errorf("list narinfos after %d: %w", s.lastSeq, err)
 		}
 		for _, k := range keys {
-			s.index.Add(k.CacheID, k.Hash)
-			s.rendered.forget(k.CacheID, k.Hash) // changed by another process
+			if bulk {
+				bl.Add(k.CacheID, k.Hash)
+			} else {
+				s.index.Add(k.CacheID, k.Hash)
+				s.rendered.forget(k.CacheID, k.Hash) // changed by another process
+			}
 			s.lastSeq = k.Seq
 		}
 		if len(keys) < page {

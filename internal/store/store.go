@@ -1,6 +1,6 @@
 // Package store defines the two storage seams of larder: BlobStore (bytes by
 // key) and MetaStore (caches, tokens, NARs, narinfos, other objects, held
-// narinfos and multipart uploads).
+// narinfos, multipart uploads, the history of caches and login sessions).
 //
 // Implementations live in subpackages named after what they use (local,
 // s3blob, sqlite, postgres). They know nothing of Nix: they keep
@@ -306,6 +306,9 @@ type MetaStore interface {
 	HoldStore
 	UploadStore
 	GCStore
+	BrowseStore
+	HistoryStore
+	SessionStore
 	// Close releases the store's resources.
 	Close() error
 }
@@ -649,4 +652,112 @@ type GCStore interface {
 	// LeaseHolder returns the holder of the named lease, or "" if it is
 	// free or expired.
 	LeaseHolder(ctx context.Context, name string) (string, error)
+}
+
+// ClosureSize is the size of a closure within one cache.
+type ClosureSize struct {
+	Paths     int64 // narinfos in it
+	NarBytes  int64 // their NarSize, added up
+	FileBytes int64 // the bytes of the NAR files they serve, each file once
+}
+
+// BrowseStore answers what a person looking at a cache asks of its paths.
+// Every method only reads, and returns at most limit records where it takes
+// one (limit < 1: none). A reference, as in GCStore, is a store path base
+// name whose first 32 characters are the hash of the path it names.
+type BrowseStore interface {
+	// RecentNarInfos returns the narinfos of the cache most recently
+	// created first (by CreatedAt, then Seq, highest first).
+	RecentNarInfos(ctx context.Context, cacheID int64, limit int) ([]NarInfo, error)
+	// FindNarInfos returns the narinfos of the cache whose Hash starts with
+	// prefix, and those whose name (what follows "<Hash>-" in StorePath)
+	// starts with it, ASCII case ignored: at most limit of each kind, each
+	// narinfo once, ordered by name and then Hash. An empty prefix finds
+	// nothing.
+	FindNarInfos(ctx context.Context, cacheID int64, prefix string, limit int) ([]NarInfo, error)
+	// NarInfos returns the narinfos of the cache with the given hashes
+	// (thousands in one call), in no particular order; unknown hashes are
+	// left out.
+	NarInfos(ctx context.Context, cacheID int64, hashes []string) ([]NarInfo, error)
+	// Referrers returns the narinfos of the cache that reference the path
+	// with the given hash, the path itself left out, ordered by StorePath.
+	Referrers(ctx context.Context, cacheID int64, hash string, limit int) ([]NarInfo, error)
+	// Closure returns the size of the closure of the given hashes within
+	// the cache: the narinfos of the cache they name and, transitively,
+	// those their references name. Hashes the cache does not hold add
+	// nothing.
+	Closure(ctx context.Context, cacheID int64, hashes []string) (ClosureSize, error)
+	// LastRead returns when the narinfo of hash in the cache was last read
+	// (see Touch and TouchNars), the zero time if never, or ErrNotFound if
+	// there is no such narinfo.
+	LastRead(ctx context.Context, cacheID int64, hash string) (time.Time, error)
+}
+
+// Sample is what the history of a cache records of one interval.
+type Sample struct {
+	CacheID  int64
+	At       time.Time     // when the interval starts
+	Span     time.Duration // how much time the sample stands for, kept to the second
+	Bytes    int64         // NAR bytes of the cache as last measured in the interval
+	Paths    int64         // narinfos of the cache, measured with Bytes
+	Requests int64         // narinfo lookups during the interval
+	Hits     int64         // those of them answered with a narinfo
+}
+
+// HistoryStore keeps the history of each cache, as samples of its size and
+// reads. Several processes may add to the same sample: the counts of the
+// interval add up, and the sizes, which every process measures in the same
+// store, replace each other.
+type HistoryStore interface {
+	// AddSample adds s to the history of its cache: if the cache has a
+	// sample at s.At (to the second), s.Requests and s.Hits are added to
+	// its counts and s.Bytes, s.Paths and s.Span replace its own;
+	// otherwise s is recorded. It returns ErrNotFound if the cache does not
+	// exist. The samples of a deleted cache go with it.
+	AddSample(ctx context.Context, s Sample) error
+	// Samples returns the latest limit samples of the cache whose At is at
+	// or after since, oldest first. An unknown cache has none.
+	Samples(ctx context.Context, cacheID int64, since time.Time, limit int) ([]Sample, error)
+	// MergeSamples merges the samples of every cache whose At is before
+	// before into one per multiple of step (counted in whole seconds from
+	// the Unix epoch): the merged sample's At is the multiple; its Requests
+	// and Hits are the sums, its Bytes and Paths those of the latest sample
+	// merged, its Span the sum of the spans but at most step. A sample
+	// whose At is a multiple of step is the one the later ones of its
+	// multiple are merged into, and is otherwise unchanged.
+	MergeSamples(ctx context.Context, before time.Time, step time.Duration) error
+	// DeleteSamples removes the samples of every cache whose At is before
+	// before.
+	DeleteSamples(ctx context.Context, before time.Time) error
+}
+
+// Session is a login to the dashboard, opened with an HTTP token. The
+// secret that names it is held by the browser only; the store keeps its
+// hash.
+type Session struct {
+	ID        string // hex sha256 of the session's secret; unique
+	TokenID   int64  // the token it was opened with
+	CSRF      string // the token its forms carry
+	CreatedAt time.Time
+	ExpiresAt time.Time
+}
+
+// SessionStore keeps login sessions. A session goes with the token it was
+// opened with (DeleteToken, and DeleteCache for the tokens it deletes).
+type SessionStore interface {
+	// CreateSession records s (a zero CreatedAt means now) and then, if
+	// keep > 0, removes the sessions of the same token beyond the keep
+	// latest (by CreatedAt; s is always kept). It returns ErrNotFound,
+	// recording nothing, if there is no token s.TokenID and ErrExists if
+	// a session has s.ID.
+	CreateSession(ctx context.Context, s Session, keep int) error
+	// GetSession returns the session with the given ID, expired or not,
+	// and the token it was opened with, or ErrNotFound.
+	GetSession(ctx context.Context, id string) (Session, Token, error)
+	// DeleteSession removes the session with the given ID; removing one
+	// that does not exist is not an error.
+	DeleteSession(ctx context.Context, id string) error
+	// ExpireSessions removes the sessions whose ExpiresAt is before before
+	// and returns how many it removed.
+	ExpireSessions(ctx context.Context, before time.Time) (int64, error)
 }

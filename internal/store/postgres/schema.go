@@ -153,6 +153,7 @@ CREATE TABLE parts (
 `,
 	migration2,
 	migration3,
+	migrationDashboard,
 	upstreamMigration,
 }
 
@@ -236,6 +237,39 @@ CREATE TABLE orphan_blobs (
 	last_seen  timestamptz NOT NULL
 );
 CREATE INDEX orphan_blobs_last_seen ON orphan_blobs (last_seen);
+`
+
+// migrationDashboard adds what the dashboard reads: indexes that find a
+// cache's latest narinfos and its narinfos by the start of their name (the
+// part of the store path after "<hash>-", lower-cased and compared byte by
+// byte, as FindNarInfos compares it), the samples of each cache's history
+// (span in seconds), and login sessions, which go with their token.
+const migrationDashboard = `
+CREATE INDEX narinfos_created_at ON narinfos (cache_id, created_at);
+CREATE INDEX narinfos_name ON narinfos (cache_id,
+	(lower(substr(store_path, strpos(store_path, hash COLLATE "C") + 33)) COLLATE "C"), hash);
+
+CREATE TABLE cache_samples (
+	cache_id bigint      NOT NULL REFERENCES caches (id) ON DELETE CASCADE,
+	at       timestamptz NOT NULL,
+	span     bigint      NOT NULL,
+	bytes    bigint      NOT NULL,
+	paths    bigint      NOT NULL,
+	requests bigint      NOT NULL,
+	hits     bigint      NOT NULL,
+	PRIMARY KEY (cache_id, at)
+);
+CREATE INDEX cache_samples_at ON cache_samples (at);
+
+CREATE TABLE sessions (
+	id         text   COLLATE "C" PRIMARY KEY,
+	token_id   bigint NOT NULL REFERENCES tokens (id) ON DELETE CASCADE,
+	csrf       text   NOT NULL,
+	created_at timestamptz NOT NULL,
+	expires_at timestamptz NOT NULL
+);
+CREATE INDEX sessions_token_id ON sessions (token_id, created_at);
+CREATE INDEX sessions_expires_at ON sessions (expires_at);
 `
 
 // upstreamMigration adds what upstream caches need: the upstreams of each

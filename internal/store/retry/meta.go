@@ -74,3 +74,17 @@ func (m *meta) ListKeys(ctx context.Context, cacheID int64, prefix, after string
 		return m.MetaStore.ListKeys(ctx, cacheID, prefix, after, limit)
 	})
 }
+
+type sessionAndToken struct {
+	s store.Session
+	t store.Token
+}
+
+// GetSession is read on every request of the dashboard by someone logged in.
+func (m *meta) GetSession(ctx context.Context, id string) (store.Session, store.Token, error) {
+	r, err := do(ctx, m.p, func() (sessionAndToken, error) {
+		s, t, err := m.MetaStore.GetSession(ctx, id)
+		return sessionAndToken{s, t}, err
+	})
+	return r.s, r.t, err
+}

@@ -97,6 +97,7 @@ CREATE TABLE files (
 	migration2,
 	migration3,
 	migration4,
+	migrationDashboard,
 	upstreamMigration,
 }
 
@@ -269,6 +270,39 @@ CREATE TABLE orphan_blobs (
 CREATE INDEX orphan_blobs_last_seen ON orphan_blobs (last_seen);
 `
 
+// migrationDashboard adds what the dashboard reads: indexes that find a
+// cache's latest narinfos and its narinfos by the start of their name (the
+// part of the store path after "<hash>-", lower-cased, as FindNarInfos
+// compares it), the samples of each cache's history, and login sessions,
+// which go with their token. Sample times and spans are unix seconds and
+// seconds.
+const migrationDashboard = `
+CREATE INDEX narinfos_created_at ON narinfos (cache_id, created_at);
+CREATE INDEX narinfos_name ON narinfos (cache_id, lower(substr(store_path, instr(store_path, hash) + 33)), hash);
+
+CREATE TABLE cache_samples (
+	cache_id INTEGER NOT NULL REFERENCES caches (id) ON DELETE CASCADE,
+	at       INTEGER NOT NULL,
+	span     INTEGER NOT NULL,
+	bytes    INTEGER NOT NULL,
+	paths    INTEGER NOT NULL,
+	requests INTEGER NOT NULL,
+	hits     INTEGER NOT NULL,
+	PRIMARY KEY (cache_id, at)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX cache_samples_at ON cache_samples (at);
+
+CREATE TABLE sessions (
+	id         TEXT    PRIMARY KEY,
+	token_id   INTEGER NOT NULL REFERENCES tokens (id) ON DELETE CASCADE,
+	csrf       TEXT    NOT NULL,
+	created_at INTEGER NOT NULL,
+	expires_at INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+CREATE INDEX sessions_token_id ON sessions (token_id, created_at);
+CREATE INDEX sessions_expires_at ON sessions (expires_at);
+`
+
 // upstreamMigration adds what upstream caches need: the upstreams of each
 // cache (a JSON array of {"url": …, "keys": […]}) with what the cache does
 // with them, and upstream-only narinfos.
@@ -329,6 +363,9 @@ CREATE INDEX narinfos_nar_id ON narinfos (nar_id, cache_id);
 CREATE UNIQUE INDEX narinfos_key ON narinfos (cache_id, key);
 CREATE INDEX narinfos_checked_at ON narinfos (checked_at) WHERE nar_id IS NULL;
 CREATE INDEX narinfo_refs_ref_hash ON narinfo_refs (cache_id, ref_hash);
+-- the dashboard's indexes, dropped with the old table
+CREATE INDEX narinfos_created_at ON narinfos (cache_id, created_at);
+CREATE INDEX narinfos_name ON narinfos (cache_id, lower(substr(store_path, instr(store_path, hash) + 33)), hash);
 `
 
 // migrate brings the schema of db to the newest version, applying the
