@@ -10,7 +10,7 @@ declare -A packages=(
   [/usr/bin/nix-store]=nix-bin [/usr/bin/bzip2]=bzip2 [/usr/bin/curl]=curl
   [/usr/bin/aws]=awscli [/usr/bin/s3cmd]=s3cmd [/usr/bin/rclone]=rclone
   [/usr/bin/skopeo]=skopeo [/usr/bin/umoci]=umoci [/usr/bin/systemd-analyze]=systemd
-  [/usr/bin/qemu-arm-static]=qemu-user-static [/usr/bin/chromium]=chromium
+  [/usr/bin/qemu-arm-static]=qemu-user-static [/usr/bin/chromium]=chromium [/usr/sbin/nginx]=nginx
 )
 missing=()
 for file in "${!packages[@]}"; do
@@ -46,6 +46,8 @@ export LARDER_REQUIRE_NIX=1 LARDER_REQUIRE_S3_CLIENTS=1 LARDER_REQUIRE_POSTGRES=
 # ... the image against skopeo and umoci, the systemd units against systemd-analyze,
 # the dashboard in headless Chromium.
 export LARDER_REQUIRE_OCI_TOOLS=1 LARDER_REQUIRE_SYSTEMD=1 LARDER_REQUIRE_QEMU=1 LARDER_REQUIRE_CHROMIUM=1
+# ... and upstream caches against nginx serving what nix copy wrote.
+export LARDER_REQUIRE_NGINX=1
 # A CA bundle meant for other tools breaks Go's and the S3 clients' TLS.
 unset AWS_CA_BUNDLE
 export CGO_ENABLED=0

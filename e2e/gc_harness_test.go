@@ -115,25 +115,26 @@ func parseGC(t *testing.T, out string) gcReport {
 
 // cacheRow is one line of larder cache list.
 type cacheRow struct {
-	Name, Access, Paths, Size, Retention, MaxSize, LastGC, PublicKey string
+	Name, Access, Paths, Size, Retention, MaxSize, LastGC, Upstreams, PublicKey string
 }
 
 // cacheList runs larder cache list and returns its lines by cache name.
 func (s *server) cacheList(t *testing.T) map[string]cacheRow {
 	t.Helper()
 	out := s.cli(t, "cache", "list")
-	ls := lines(out)
-	want := []string{"NAME", "ACCESS", "PATHS", "SIZE", "RETENTION", "MAX", "SIZE", "LAST", "GC", "PUBLIC", "KEY"}
+	table, _, _ := strings.Cut(out, "\n\n") // the upstreams of caches follow the table
+	ls := lines(table)
+	want := []string{"NAME", "ACCESS", "PATHS", "SIZE", "RETENTION", "MAX", "SIZE", "LAST", "GC", "UPSTREAMS", "PUBLIC", "KEY"}
 	if len(ls) == 0 || strings.Join(strings.Fields(ls[0]), " ") != strings.Join(want, " ") {
 		t.Fatalf("larder cache list has an unexpected header:\n%s", out)
 	}
 	m := map[string]cacheRow{}
 	for _, l := range ls[1:] {
 		f := strings.Fields(l)
-		if len(f) != 8 {
-			t.Fatalf("larder cache list line %q has %d fields, want 8", l, len(f))
+		if len(f) != 9 {
+			t.Fatalf("larder cache list line %q has %d fields, want 9", l, len(f))
 		}
-		m[f[0]] = cacheRow{f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7]}
+		m[f[0]] = cacheRow{f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8]}
 	}
 	return m
 }

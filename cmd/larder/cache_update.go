@@ -7,18 +7,23 @@ import (
 	"fmt"
 )
 
-// cacheUpdateCmd changes a cache's garbage collection policy.
+// cacheUpdateCmd changes a cache's garbage collection policy and its
+// upstreams.
 type cacheUpdateCmd struct {
-	policy policyFlags
+	policy   policyFlags
+	upstream upstreamFlags
 }
 
-func (c *cacheUpdateCmd) flags(fs *flag.FlagSet) { c.policy.flags(fs) }
+func (c *cacheUpdateCmd) flags(fs *flag.FlagSet) {
+	c.policy.flags(fs)
+	c.upstream.flags(fs)
+}
 
 func (c *cacheUpdateCmd) check([]string) error {
-	if !c.policy.set() {
-		return errors.New("nothing to change; give --retention or --max-size")
+	if !c.policy.set() && !c.upstream.set() {
+		return errors.New("nothing to change; give --retention, --max-size, --upstream, --no-upstreams, --skip or --pull-through")
 	}
-	return nil
+	return c.upstream.check()
 }
 
 func (c *cacheUpdateCmd) run(ctx context.Context, e *env, args []string) error {
@@ -31,13 +36,23 @@ func (c *cacheUpdateCmd) run(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return userError(err)
 	}
-	pol := cache.Policy
-	if err := c.policy.apply(&pol); err != nil {
-		return err
+	if c.policy.set() {
+		pol := cache.Policy
+		if err := c.policy.apply(&pol); err != nil {
+			return err
+		}
+		if err := a.Service.SetPolicy(ctx, args[0], pol); err != nil {
+			return userError(err)
+		}
+		fmt.Fprintf(e.stdout, "cache %s: retention %s, max size %s\n", args[0], retentionText(pol.Retention), sizeText(pol.MaxSize))
 	}
-	if err := a.Service.SetPolicy(ctx, args[0], pol); err != nil {
-		return userError(err)
+	if c.upstream.set() {
+		up := cache.Upstream
+		c.upstream.apply(&up)
+		if err := a.Service.SetUpstream(ctx, args[0], up); err != nil {
+			return userError(err)
+		}
+		fmt.Fprintf(e.stdout, "cache %s: %d upstreams, %s\n", args[0], len(up.Upstreams), upstreamMode(up))
 	}
-	fmt.Fprintf(e.stdout, "cache %s: retention %s, max size %s\n", args[0], retentionText(pol.Retention), sizeText(pol.MaxSize))
 	return nil
 }

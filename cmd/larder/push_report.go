@@ -47,7 +47,11 @@ func (r *lineReporter) summary(res push.Result, err error) {
 	if err != nil {
 		verb = "failed after pushing"
 	}
-	r.printf("%s %d paths (%d already cached), %s in %s\n", verb, res.Pushed, res.Cached, sizeText(res.Sent),
+	cached := fmt.Sprintf("%d already cached", res.Cached)
+	if res.Upstream > 0 {
+		cached += fmt.Sprintf(", %d upstream", res.Upstream)
+	}
+	r.printf("%s %d paths (%s), %s in %s\n", verb, res.Pushed, cached, sizeText(res.Sent),
 		res.Took.Round(time.Millisecond))
 }
 

@@ -69,6 +69,11 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error
 		GCGrace:    time.Duration(cfg.GCGrace),
 
 		HistoryInterval: time.Duration(cfg.HistoryInterval),
+		Upstream: service.UpstreamOptions{
+			Timeout:     time.Duration(cfg.UpstreamTimeout),
+			NegativeTTL: time.Duration(cfg.UpstreamNegativeTTL),
+			Recheck:     time.Duration(cfg.UpstreamRecheck),
+		},
 	})
 	if err != nil {
 		meta.Close()

@@ -210,29 +210,32 @@ func apiPath(cache string, rest ...string) string {
 const MaxMissingQuery = 50_000
 
 // Missing returns those of the store path hashes that the cache does not
-// hold.
-func (c *Client) Missing(ctx context.Context, cache string, hashes []string) ([]string, error) {
-	missing := []string{}
+// hold, and those it holds only because an upstream cache does (which a
+// server without upstreams never reports).
+func (c *Client) Missing(ctx context.Context, cache string, hashes []string) (missing, upstream []string, err error) {
+	missing = []string{}
 	for len(hashes) > 0 {
 		n := min(len(hashes), MaxMissingQuery)
 		body, err := jsonBody(map[string][]string{"hashes": hashes[:n]})
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		data, err := c.do(ctx, request{method: http.MethodPost, path: apiPath(cache, "missing"), ctype: "application/json", body: body})
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		var ans struct {
-			Missing []string `json:"missing"`
+			Missing  []string `json:"missing"`
+			Upstream []string `json:"upstream"`
 		}
 		if err := json.Unmarshal(data, &ans); err != nil {
-			return nil, fmt.Errorf("the server's list of missing paths: %w", err)
+			return nil, nil, fmt.Errorf("the server's list of missing paths: %w", err)
 		}
 		missing = append(missing, ans.Missing...)
+		upstream = append(upstream, ans.Upstream...)
 		hashes = hashes[n:]
 	}
-	return missing, nil
+	return missing, upstream, nil
 }
 
 // Put uploads data under a cache-relative key, as nix copy does.

@@ -60,6 +60,10 @@ type Config struct {
 
 	HistoryInterval Duration `toml:"history_interval" help:"how often the history of each cache (size, lookups, hits) is sampled for the dashboard"`
 
+	UpstreamTimeout     Duration `toml:"upstream_timeout" help:"how long a lookup at a cache's upstreams may take, all of them together; past it larder answers from what it has"`
+	UpstreamNegativeTTL Duration `toml:"upstream_negative_ttl" help:"how long an upstream's answer that it lacks a path is remembered"`
+	UpstreamRecheck     Duration `toml:"upstream_recheck" help:"how long an upstream-only path goes before its upstream is asked again whether it still holds it"`
+
 	BlobConcurrency int `toml:"blob_concurrency" help:"most uploads, and most other calls, running against the blob store at once"`
 
 	DebugListen string `toml:"debug_listen" help:"address for Go's profiling endpoints, /debug/pprof/ (empty: none; keep it on localhost)"`
@@ -90,6 +94,9 @@ func Default() Config {
 		GCInterval:            Duration(time.Hour),
 		GCGrace:               Duration(time.Hour),
 		HistoryInterval:       Duration(5 * time.Minute),
+		UpstreamTimeout:       Duration(time.Second),
+		UpstreamNegativeTTL:   Duration(time.Minute),
+		UpstreamRecheck:       Duration(24 * time.Hour),
 	}
 }
 
@@ -177,6 +184,9 @@ func (c *Config) Validate() error {
 	}
 	if c.BodyTimeout <= 0 || c.ShutdownTimeout <= 0 || c.SyncInterval <= 0 || c.HeldTTL <= 0 {
 		bad("body_timeout, shutdown_timeout, sync_interval and held_narinfo_ttl must be positive")
+	}
+	if c.UpstreamTimeout <= 0 || c.UpstreamNegativeTTL <= 0 || c.UpstreamRecheck <= 0 {
+		bad("upstream_timeout, upstream_negative_ttl and upstream_recheck must be positive")
 	}
 	if c.Blobs != "" {
 		u, err := url.Parse(c.Blobs)

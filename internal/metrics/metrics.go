@@ -36,6 +36,12 @@ type Metrics struct {
 	overQuota    *prometheus.GaugeVec
 	narsDeleted  prometheus.Counter
 	narBytes     prometheus.Counter
+
+	upLookups  *prometheus.CounterVec
+	upDuration prometheus.Histogram
+	upNars     *prometheus.CounterVec
+	upNarBytes *prometheus.CounterVec
+	upSkipped  prometheus.Counter
 }
 
 // New returns the metrics of a server, with the Go runtime's and the
@@ -97,9 +103,31 @@ func New() *Metrics {
 			Name: "larder_gc_nar_bytes_deleted_total",
 			Help: "Bytes of the NAR files deleted from the blob store.",
 		}),
+		upLookups: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "larder_upstream_lookups_total",
+			Help: "Narinfos asked of upstream caches, by result: hit (signed by the upstream's key), miss, error (failed, timed out or skipped while the upstream is down) or refused (a forged, unsigned or unusable answer).",
+		}, []string{"result"}),
+		upDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "larder_upstream_lookup_duration_seconds",
+			Help:    "How long upstream caches took to answer a narinfo request.",
+			Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}),
+		upNars: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "larder_upstream_nar_fetches_total",
+			Help: "NAR files fetched from upstream caches, by result: stored (pulled through), served (passed on, not stored) or failed (including those that failed verification).",
+		}, []string{"result"}),
+		upNarBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "larder_upstream_nar_bytes_total",
+			Help: "Bytes of NAR files fetched from upstream caches, by result, as larder_upstream_nar_fetches_total.",
+		}, []string{"result"}),
+		upSkipped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "larder_upstream_skipped_paths_total",
+			Help: "Paths recorded as upstream-only: an upstream holds them, so they were neither uploaded nor stored.",
+		}),
 	}
 	for _, c := range []prometheus.Collector{m.requests, m.duration, m.gcRuns, m.gcDuration, m.gcLast,
-		m.removedPaths, m.removedBytes, m.keptPaths, m.keptBytes, m.overQuota, m.narsDeleted, m.narBytes} {
+		m.removedPaths, m.removedBytes, m.keptPaths, m.keptBytes, m.overQuota, m.narsDeleted, m.narBytes,
+		m.upLookups, m.upDuration, m.upNars, m.upNarBytes, m.upSkipped} {
 		f(c)
 	}
 	return m
@@ -159,4 +187,57 @@ func (m *Metrics) Collected(err error, took time.Duration, narFiles int, narByte
 	m.gcLast.SetToCurrentTime()
 	m.narsDeleted.Add(float64(narFiles))
 	m.narBytes.Add(float64(narBytes))
+}
+
+// The results of upstream lookups and NAR fetches.
+const (
+	LookupHit     = "hit"
+	LookupMiss    = "miss"
+	LookupError   = "error"
+	LookupRefused = "refused"
+
+	NarStored = "stored"
+	NarServed = "served"
+	NarFailed = "failed"
+)
+
+// UpstreamLookup records one narinfo lookup at an upstream cache and, if
+// a request was made (took > 0), how long it took. A result other than
+// the Lookup ones counts as "other".
+func (m *Metrics) UpstreamLookup(result string, took time.Duration) {
+	if m == nil {
+		return
+	}
+	switch result {
+	case LookupHit, LookupMiss, LookupError, LookupRefused:
+	default:
+		result = other
+	}
+	m.upLookups.WithLabelValues(result).Inc()
+	if took > 0 {
+		m.upDuration.Observe(took.Seconds())
+	}
+}
+
+// UpstreamNar records a NAR file fetched from an upstream cache, with the
+// bytes read from it. A result other than the Nar ones counts as "other".
+func (m *Metrics) UpstreamNar(result string, bytes int64) {
+	if m == nil {
+		return
+	}
+	switch result {
+	case NarStored, NarServed, NarFailed:
+	default:
+		result = other
+	}
+	m.upNars.WithLabelValues(result).Inc()
+	m.upNarBytes.WithLabelValues(result).Add(float64(bytes))
+}
+
+// UpstreamSkipped records n paths recorded as upstream-only.
+func (m *Metrics) UpstreamSkipped(n int) {
+	if m == nil {
+		return
+	}
+	m.upSkipped.Add(float64(n))
 }

@@ -30,6 +30,13 @@ func TestRecorded(t *testing.T) {
 	m.CacheCollected("main", 9, 900, 1, 100, false)
 	m.Collected(nil, time.Second, 4, 400)
 	m.Collected(errors.New("store down"), time.Second, 0, 0)
+	m.UpstreamLookup(LookupHit, 20*time.Millisecond)
+	m.UpstreamLookup(LookupMiss, 10*time.Millisecond)
+	m.UpstreamLookup("anything", time.Millisecond)
+	m.UpstreamNar(NarStored, 1000)
+	m.UpstreamNar(NarServed, 500)
+	m.UpstreamNar(NarServed, 500)
+	m.UpstreamSkipped(3)
 	body := scrape(t, m)
 	for _, want := range []string{
 		`larder_http_requests_total{code="200",kind="narinfo",method="GET",protocol="nix"} 2`,
@@ -45,6 +52,14 @@ func TestRecorded(t *testing.T) {
 		`larder_gc_nar_files_deleted_total 4`,
 		`larder_gc_nar_bytes_deleted_total 400`,
 		`larder_gc_duration_seconds_count 1`,
+		`larder_upstream_lookups_total{result="hit"} 1`,
+		`larder_upstream_lookups_total{result="miss"} 1`,
+		`larder_upstream_lookups_total{result="other"} 1`,
+		`larder_upstream_lookup_duration_seconds_count 3`,
+		`larder_upstream_nar_fetches_total{result="served"} 2`,
+		`larder_upstream_nar_bytes_total{result="stored"} 1000`,
+		`larder_upstream_nar_bytes_total{result="served"} 1000`,
+		`larder_upstream_skipped_paths_total 3`,
 		"go_goroutines",
 	} {
 		if !strings.Contains(body, want) {

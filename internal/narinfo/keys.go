@@ -87,6 +87,25 @@ func ParseSecretKey(s string) (SecretKey, error) {
 	return SecretKey{name: name, key: key}, nil
 }
 
+// ParsePublicKey parses a public key in Nix's text format,
+// "<name>:<base64 of 32 bytes>", as trusted-public-keys lists them.
+// Leading and trailing white space is ignored.
+func ParsePublicKey(s string) (PublicKey, error) {
+	s = strings.TrimSpace(s)
+	name, data, ok := strings.Cut(s, ":")
+	if !ok {
+		return PublicKey{}, fmt.Errorf("invalid public key %s: want <name>:<base64 of 32 bytes>", quote(s))
+	}
+	if err := ValidateKeyName(name); err != nil {
+		return PublicKey{}, fmt.Errorf("invalid public key: %w", err)
+	}
+	raw, err := base64.StdEncoding.DecodeString(data)
+	if err != nil || len(raw) != ed25519.PublicKeySize {
+		return PublicKey{}, fmt.Errorf("invalid public key %s: key data is not 32 bytes of base64", quote(name))
+	}
+	return PublicKey{name: name, key: ed25519.PublicKey(raw)}, nil
+}
+
 // Name returns the name of the key.
 func (k SecretKey) Name() string {
 	return k.name

@@ -12,9 +12,8 @@ import (
 	"github.com/nix-community/go-nix/pkg/narinfo/signature"
 )
 
-// mustPublic parses a public key in Nix's text format, as Nix writes one.
-// larder derives the public keys it uses from the secret ones; only tests
-// read public keys.
+// mustPublic parses a public key in Nix's text format, as Nix writes one,
+// with go-nix's parser, to check larder's against.
 func mustPublic(t *testing.T, s string) PublicKey {
 	t.Helper()
 	pk, err := signature.ParsePublicKey(strings.TrimSpace(s))
@@ -22,6 +21,34 @@ func mustPublic(t *testing.T, s string) PublicKey {
 		t.Fatalf("public key %q: %v", s, err)
 	}
 	return PublicKey{name: pk.Name, key: pk.Data}
+}
+
+func TestParsePublicKey(t *testing.T) {
+	_, pk1, pk1Text := readKeys(t, "larder-test-1")
+	got, err := ParsePublicKey(pk1Text + "\n")
+	if err != nil {
+		t.Fatalf("ParsePublicKey of a key nix-store wrote: %v", err)
+	}
+	if got.Name() != pk1.Name() || !got.key.Equal(pk1.key) || got.String() != pk1Text {
+		t.Fatalf("ParsePublicKey = %v, want %v", got, pk1)
+	}
+	secret, _, err := GenerateKey("k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for s, want := range map[string]string{
+		"":                        "want <name>:<base64",
+		"k":                       "want <name>:<base64",
+		":" + pk1Text[14:]:        "key name is empty",
+		"k:***":                   "not 32 bytes of base64",
+		secret:                    "not 32 bytes of base64",
+		"a b:" + pk1Text[14:]:     "contains white space",
+		"k:" + pk1Text[14:] + "A": "not 32 bytes of base64",
+	} {
+		if _, err := ParsePublicKey(s); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("ParsePublicKey(%q) = %v, want an error containing %q", s, err, want)
+		}
+	}
 }
 
 // readKeys loads a key pair that nix-store --generate-binary-cache-key wrote

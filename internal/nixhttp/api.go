@@ -26,14 +26,22 @@ import (
 const apiPrefix = "/_larder/api/"
 
 type cacheJSON struct {
-	Name         string     `json:"name"`
-	Private      bool       `json:"private"`
-	PublicKey    string     `json:"publicKey"`
-	Paths        int64      `json:"paths"`
-	Bytes        int64      `json:"bytes"`
-	RetentionSec int64      `json:"retentionSeconds"`
-	MaxSize      int64      `json:"maxSize"`
-	LastGC       *time.Time `json:"lastGC,omitempty"`
+	Name         string         `json:"name"`
+	Private      bool           `json:"private"`
+	PublicKey    string         `json:"publicKey"`
+	Paths        int64          `json:"paths"`
+	Bytes        int64          `json:"bytes"`
+	RetentionSec int64          `json:"retentionSeconds"`
+	MaxSize      int64          `json:"maxSize"`
+	LastGC       *time.Time     `json:"lastGC,omitempty"`
+	Upstreams    []upstreamJSON `json:"upstreams,omitempty"`
+	SkipUpstream bool           `json:"skipUpstream,omitempty"`
+	PullThrough  bool           `json:"pullThrough,omitempty"`
+}
+
+type upstreamJSON struct {
+	URL  string   `json:"url"`
+	Keys []string `json:"keys"`
 }
 
 type pinJSON struct {
@@ -103,7 +111,11 @@ func (h *Handler) apiCaches(w http.ResponseWriter, r *http.Request, info *reques
 			return
 		}
 		cj := cacheJSON{Name: c.Name, Private: c.Private, PublicKey: c.PublicKey, Paths: paths, Bytes: bytes,
-			RetentionSec: int64(c.Policy.Retention / time.Second), MaxSize: c.Policy.MaxSize}
+			RetentionSec: int64(c.Policy.Retention / time.Second), MaxSize: c.Policy.MaxSize,
+			SkipUpstream: c.Upstream.Skip, PullThrough: c.Upstream.PullThrough}
+		for _, up := range c.Upstream.Upstreams {
+			cj.Upstreams = append(cj.Upstreams, upstreamJSON{URL: up.URL, Keys: up.Keys})
+		}
 		if !c.LastGC.IsZero() {
 			t := c.LastGC.UTC()
 			cj.LastGC = &t

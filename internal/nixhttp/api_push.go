@@ -15,7 +15,7 @@ import (
 
 // The calls a push client makes besides the Nix protocol's uploads:
 //
-//	POST   /_larder/api/caches/CACHE/missing                  {"hashes": [...]} → {"missing": [...]} (read)
+//	POST   /_larder/api/caches/CACHE/missing                  {"hashes": [...]} → {"missing": [...], "upstream": [...]} (read)
 //	POST   /_larder/api/caches/CACHE/uploads                  {"key": "nar/….nar.zst"} → {"uploadId": …} (write)
 //	PUT    /_larder/api/caches/CACHE/uploads/ID/parts/N       a part, 1 ≤ N ≤ 10000 → {"etag": …} (write)
 //	POST   /_larder/api/caches/CACHE/uploads/ID/complete      {"parts": [{"number": N, "etag": …}]} (write)
@@ -30,8 +30,9 @@ import (
 const maxMissingBody = service.MaxMissingQuery*36 + 1024
 
 type missingJSON struct {
-	Hashes  []string `json:"hashes,omitempty"`
-	Missing []string `json:"missing"`
+	Hashes   []string `json:"hashes,omitempty"`
+	Missing  []string `json:"missing"`
+	Upstream []string `json:"upstream,omitempty"`
 }
 
 type uploadJSON struct {
@@ -84,12 +85,12 @@ func (h *Handler) apiMissing(w http.ResponseWriter, r *http.Request, info *reque
 		h.writeError(w, r, info, err)
 		return
 	}
-	missing, err := h.svc.MissingPaths(r.Context(), c, req.Hashes)
+	missing, err := h.svc.MissingPaths(r.Context(), c, req.Hashes, p.Can(cache, store.PermWrite))
 	if err != nil {
 		h.writeError(w, r, info, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, missingJSON{Missing: missing})
+	writeJSON(w, http.StatusOK, missingJSON{Missing: missing.Missing, Upstream: missing.Upstream})
 }
 
 // apiUploads answers the calls of multipart uploads: parts are the path

@@ -33,7 +33,7 @@ func (h *Handler) serveRead(w http.ResponseWriter, r *http.Request, info *reques
 	case nixkey.CacheInfo:
 		h.serveBytes(w, r, c, c.CacheInfo(), "text/x-nix-cache-info", maxAgeCacheInfo)
 	case nixkey.NarInfo:
-		body, err := h.svc.NarInfo(r.Context(), c, key.Hash)
+		body, err := h.svc.NarInfoFor(r.Context(), c, key.Hash, credentials(r))
 		if err != nil {
 			h.writeError(w, r, info, err)
 			return
@@ -86,27 +86,45 @@ func (h *Handler) serveBytes(w http.ResponseWriter, r *http.Request, c service.C
 
 // serveNar streams a NAR file, honouring Range, If-Range and If-None-Match.
 // It never sets Content-Encoding, so the client neither decodes the file
-// nor loses the ability to resume it.
+// nor loses the ability to resume it. A file the cache serves from an
+// upstream is named by the path it belongs to, in the query of the URL the
+// narinfo gave (?hash=…).
 func (h *Handler) serveNar(w http.ResponseWriter, r *http.Request, info *requestInfo, c service.Cache, key nixkey.Key) {
+	var size int64
+	var fileHash string
+	var open func(off, length int64) (io.ReadCloser, error)
+	fromUpstream := false
 	n, err := h.svc.Nar(r.Context(), c, key)
+	if hash := r.URL.Query().Get("hash"); service.CodeOf(err) == service.CodeNotFound && hash != "" {
+		var u service.UpstreamNar
+		if u, err = h.svc.UpstreamNar(r.Context(), c, key, hash); err == nil {
+			size, fileHash, fromUpstream = u.Size, u.FileHash, true
+			open = func(off, length int64) (io.ReadCloser, error) {
+				return h.svc.ReadUpstreamNar(r.Context(), c, u, off, length)
+			}
+		}
+	} else if err == nil {
+		size, fileHash = n.FileSize, n.FileHash
+		open = func(off, length int64) (io.ReadCloser, error) { return h.svc.ReadNar(r.Context(), c, n, off, length) }
+	}
 	if err != nil {
 		h.writeError(w, r, info, err)
 		return
 	}
-	etag := `"` + n.FileHash + `"`
+	etag := `"` + fileHash + `"`
 	hdr := w.Header()
 	hdr.Set("Accept-Ranges", "bytes")
 	if notModified(w, r, c, etag, maxAgeNar) {
 		return
 	}
 	hdr.Set("Content-Type", "application/x-nix-nar")
-	off, length, status := int64(0), n.FileSize, http.StatusOK
+	off, length, status := int64(0), size, http.StatusOK
 	if rg := r.Header.Get("Range"); rg != "" && httpx.IfRangeAllows(r.Header.Get("If-Range"), etag) {
 		var ok, satisfiable bool
-		off, length, ok, satisfiable = httpx.ParseRange(rg, n.FileSize)
+		off, length, ok, satisfiable = httpx.ParseRange(rg, size)
 		switch {
 		case ok && !satisfiable:
-			hdr.Set("Content-Range", "bytes */"+strconv.FormatInt(n.FileSize, 10))
+			hdr.Set("Content-Range", "bytes */"+strconv.FormatInt(size, 10))
 			hdr.Set("Content-Type", "text/plain; charset=utf-8")
 			w.WriteHeader(http.StatusRequestedRangeNotSatisfiable)
 			if r.Method == http.MethodGet {
@@ -115,9 +133,9 @@ func (h *Handler) serveNar(w http.ResponseWriter, r *http.Request, info *request
 			return
 		case ok:
 			status = http.StatusPartialContent
-			hdr.Set("Content-Range", httpx.ContentRange(off, length, n.FileSize))
+			hdr.Set("Content-Range", httpx.ContentRange(off, length, size))
 		default:
-			off, length = 0, n.FileSize // unparsable or multiple ranges: send it all
+			off, length = 0, size // unparsable or multiple ranges: send it all
 		}
 	}
 	hdr.Set("Content-Length", strconv.FormatInt(length, 10))
@@ -125,7 +143,7 @@ func (h *Handler) serveNar(w http.ResponseWriter, r *http.Request, info *request
 		w.WriteHeader(status)
 		return
 	}
-	body, err := h.svc.ReadNar(r.Context(), c, n, off, length)
+	body, err := open(off, length)
 	if err != nil {
 		h.writeError(w, r, info, err)
 		return
@@ -133,7 +151,12 @@ func (h *Handler) serveNar(w http.ResponseWriter, r *http.Request, info *request
 	defer body.Close()
 	w.WriteHeader(status)
 	if _, err := io.Copy(w, body); err != nil {
-		info.err = err // the client went away, or the store failed mid-stream
+		info.err = err // the client went away, or the store or upstream failed mid-stream
+		if fromUpstream {
+			// Cut the answer short for certain, so that no client takes
+			// a file that failed its checks for whole.
+			panic(http.ErrAbortHandler)
+		}
 	}
 }
 

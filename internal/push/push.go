@@ -56,6 +56,7 @@ type Reporter interface {
 type Result struct {
 	Paths    int           // store paths asked for, closures included
 	Cached   int           // of them already in the cache
+	Upstream int           // of those, the ones the cache holds only because an upstream cache does
 	Pushed   int           // uploaded
 	Failed   int           // not uploaded, for an error or a reference that failed
 	Sent     int64         // bytes of NAR files sent (compressed)
@@ -92,9 +93,19 @@ func Push(ctx context.Context, c *client.Client, st Store, paths []PathInfo, opt
 	for i, p := range paths {
 		hashes[i] = hashPart(p.Path)
 	}
-	missing, err := c.Missing(ctx, opts.Cache, hashes)
+	missing, upstream, err := c.Missing(ctx, opts.Cache, hashes)
 	if err != nil {
 		return res, fmt.Errorf("ask cache %s what it lacks: %w", opts.Cache, err)
+	}
+	asked := map[string]bool{}
+	for _, h := range hashes {
+		asked[h] = true
+	}
+	for _, h := range upstream {
+		if asked[h] {
+			res.Upstream++
+			asked[h] = false
+		}
 	}
 	lacks := map[string]bool{}
 	for _, h := range missing {
@@ -118,7 +129,7 @@ func Push(ctx context.Context, c *client.Client, st Store, paths []PathInfo, opt
 		return res, ctx.Err()
 	}
 	// What counts is what the cache holds now.
-	still, err := c.Missing(ctx, opts.Cache, hashes)
+	still, _, err := c.Missing(ctx, opts.Cache, hashes)
 	if err != nil {
 		return res, fmt.Errorf("check that cache %s holds the paths: %w", opts.Cache, err)
 	}

@@ -176,7 +176,7 @@ func TestPushOrder(t *testing.T) {
 	if res.Pushed != 1 || res.Failed != 2 || res.Cached != 1 {
 		t.Errorf("push with an unreadable path: %+v", res)
 	}
-	missing, err := c.Missing(t.Context(), "main", []string{hashOf(user), hashOf(bad), hashOf(fine)})
+	missing, _, err := c.Missing(t.Context(), "main", []string{hashOf(user), hashOf(bad), hashOf(fine)})
 	if err != nil || !slices.Equal(missing, []string{hashOf(user), hashOf(bad)}) {
 		t.Errorf("the cache lacks %v (%v), want user and bad", missing, err)
 	}

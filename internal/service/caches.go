@@ -17,6 +17,7 @@ import (
 type cacheEntry struct {
 	store.Cache
 	key narinfo.SecretKey
+	up  upstreams
 }
 
 func newCacheEntry(c store.Cache) (*cacheEntry, error) {
@@ -24,7 +25,11 @@ func newCacheEntry(c store.Cache) (*cacheEntry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("signing key of cache %s: %w", c.Name, err)
 	}
-	return &cacheEntry{Cache: c, key: k}, nil
+	up, err := parseUpstreams(c.Upstream)
+	if err != nil {
+		return nil, fmt.Errorf("upstreams of cache %s: %w", c.Name, err)
+	}
+	return &cacheEntry{Cache: c, key: k, up: up}, nil
 }
 
 // CacheInfo returns the nix-cache-info file of the cache.

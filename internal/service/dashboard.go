@@ -198,7 +198,7 @@ func (s *Service) references(ctx context.Context, c Cache, rec store.NarInfo) ([
 		refs = append(refs, PathRef{Name: r, Hash: h})
 		hashes = append(hashes, h)
 	}
-	present, err := s.meta.PresentNarInfos(ctx, c.entry.ID, hashes)
+	present, _, err := s.meta.PresentNarInfos(ctx, c.entry.ID, hashes)
 	if err != nil {
 		return nil, internal(err, "references of %s", rec.Hash)
 	}

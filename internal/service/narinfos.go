@@ -25,7 +25,15 @@ import (
 // A narinfo keeps at most Limits.MaxSignatures signatures besides the
 // cache's own, and its rendering at most Limits.MaxNarInfoSize bytes: an
 // upload that would pass either is refused with CodeTooLarge and changes
-// nothing. PutNarInfo reports whether the narinfo is new.
+// nothing.
+//
+// In a cache that skips what its upstreams hold, a narinfo of a path an
+// upstream holds with the same contents is recorded as upstream-only
+// instead, whether or not its NAR file was uploaded: the cache keeps none
+// of its bytes (a NAR file uploaded for it is left to garbage collection).
+// An upload of a path that is upstream-only in the cache but that no
+// upstream holds any more makes it stored. PutNarInfo reports whether the
+// narinfo is new.
 func (s *Service) PutNarInfo(ctx context.Context, c Cache, key nixkey.Key, body []byte) (bool, error) {
 	if key.Kind != nixkey.NarInfo {
 		return false, errorf(CodeInvalid, "%s is not a narinfo key", key)
@@ -36,6 +44,9 @@ func (s *Service) PutNarInfo(ctx context.Context, c Cache, key nixkey.Key, body 
 	ni, err := narinfo.Parse(body)
 	if err != nil {
 		return false, &Error{Code: CodeInvalid, Msg: fmt.Sprintf("%s: %v", key, err)}
+	}
+	if handled, created, err := s.putUpstreamOnly(ctx, c, key, ni); handled {
+		return created, err
 	}
 	rec, nar, err := s.checkNarInfo(ctx, c, key, ni)
 	if err != nil {
@@ -49,6 +60,10 @@ func (s *Service) PutNarInfo(ctx context.Context, c Cache, key nixkey.Key, body 
 			var err error
 			if m, err = mergeNarInfo(*old, rec); err != nil {
 				return m, err
+			}
+			if old.Upstream != "" {
+				// Upstream-only until now: stored from now on.
+				m.FileHash, m.Upstream, m.CheckedAt = rec.FileHash, "", time.Time{}
 			}
 		}
 		return m, s.checkBounds(c, key, m, nar)
@@ -185,19 +200,34 @@ func withoutKey(sigs []string, name string) []string {
 }
 
 // NarInfo returns the narinfo of the store path hash in the cache, signed
-// with the cache's key. A hash the presence index does not know is answered
-// without touching the database.
+// with the cache's key, as NarInfoFor does for a request without a
+// credential.
 func (s *Service) NarInfo(ctx context.Context, c Cache, hash string) ([]byte, error) {
+	return s.NarInfoFor(ctx, c, hash, "")
+}
+
+// NarInfoFor returns the narinfo of the store path hash in the cache,
+// signed with the cache's key, to the holder of token ("" for none). A
+// hash the presence index does not know is answered without touching the
+// database, unless the cache has upstreams: it is then asked of them (see
+// upstreamMiss), and the token is looked up if the answer depends on
+// whether its holder may write.
+func (s *Service) NarInfoFor(ctx context.Context, c Cache, hash, token string) ([]byte, error) {
 	if !s.index.Has(c.entry.ID, hash) {
-		return nil, errorf(CodeNotFound, "cache %s has no %s.narinfo", c.entry.Name, hash)
+		return s.upstreamMiss(ctx, c, hash, token)
 	}
 	now := time.Now()
 	if body, ok := s.rendered.get(c.entry.ID, hash, c.entry.SecretKey, now); ok {
 		s.access.note(c.entry.ID, hash)
 		return body, nil
 	}
-	body, _, nar, err := s.narInfo(ctx, c, hash)
-	if err != nil {
+	body, rec, nar, err := s.narInfo(ctx, c, hash)
+	switch {
+	case err != nil && rec.Upstream != "":
+		return s.upstreamOnly(ctx, c, rec)
+	case err != nil && rec.Hash == "" && CodeOf(err) == CodeNotFound:
+		return s.upstreamMiss(ctx, c, hash, token) // removed by another process
+	case err != nil:
 		return nil, err
 	}
 	// What Nix fetches next is the NAR file: a narinfo is served only if
@@ -223,6 +253,11 @@ func (s *Service) narInfo(ctx context.Context, c Cache, hash string) ([]byte, st
 	}
 	if err != nil {
 		return nil, rec, nar, internal(err, "get %s.narinfo", hash)
+	}
+	if rec.Upstream != "" {
+		// Served from its upstream (upstreamOnly), not as a file of the
+		// cache.
+		return nil, rec, nar, errorf(CodeNotFound, "cache %s does not store %s.narinfo (an upstream does)", c.entry.Name, hash)
 	}
 	if nar.Missing {
 		s.log.Warn("not serving a narinfo whose NAR file is missing", "cache", c.entry.Name,

@@ -79,7 +79,7 @@ func (s *Service) PutNar(ctx context.Context, c Cache, key nixkey.Key, body io.R
 	} else if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return false, internal(err, "look up %s", key)
 	}
-	if err := s.storeNar(ctx, c, key, body, size); err != nil {
+	if err := s.storeNar(ctx, c, key, body, size, nil); err != nil {
 		return false, err
 	}
 	s.releaseHeld(ctx, c, key.Hash)
@@ -89,13 +89,22 @@ func (s *Service) PutNar(ctx context.Context, c Cache, key nixkey.Key, body io.R
 // storeNar verifies the body of a NAR file new to the cache and links the
 // file to the cache, storing its bytes unless another cache holds them.
 // The body is checked in full either way, so that the answer does not tell
-// whether some other cache holds the file.
-func (s *Service) storeNar(ctx context.Context, c Cache, key nixkey.Key, body io.Reader, size int64) error {
+// whether some other cache holds the file. check, if set, is given the
+// verified file's record before anything is linked, and its error stops
+// the link (a NAR file pulled from an upstream must be the one its signed
+// narinfo describes).
+func (s *Service) storeNar(ctx context.Context, c Cache, key nixkey.Key, body io.Reader, size int64, check func(store.Nar) error) error {
+	if check == nil {
+		check = func(store.Nar) error { return nil }
+	}
 	held, err := s.claimed(ctx, key, func() error {
-		_, err := s.verifyNar(ctx, key, body, size, func(r io.Reader) error {
+		nar, err := s.verifyNar(ctx, key, body, size, func(r io.Reader) error {
 			_, err := io.Copy(io.Discard, r)
 			return err
 		})
+		if err == nil {
+			err = check(nar)
+		}
 		return err
 	})
 	if held {
@@ -112,6 +121,10 @@ func (s *Service) storeNar(ctx context.Context, c Cache, key nixkey.Key, body io
 		return s.blobs.Put(ctx, blobKey, r, size)
 	})
 	if err != nil {
+		return err
+	}
+	if err := check(nar); err != nil {
+		s.deleteBlob(context.WithoutCancel(ctx), blobKey)
 		return err
 	}
 	nar.BlobKey = blobKey

@@ -23,6 +23,7 @@ import (
 	"github.com/larder-cache/larder/internal/metrics"
 	"github.com/larder-cache/larder/internal/presence"
 	"github.com/larder-cache/larder/internal/store"
+	"github.com/larder-cache/larder/internal/upstream"
 )
 
 // Limits bound what an upload may be.
@@ -68,11 +69,14 @@ type Options struct {
 	// GCGrace is how long anything recently pushed, read or uploaded is
 	// kept whatever a cache's policy says; 0 means DefaultGCGrace.
 	GCGrace time.Duration
-	// Metrics records collections; nil records nothing.
+	// Metrics records collections and the use of upstreams; nil records
+	// nothing.
 	Metrics *metrics.Metrics
 	// HistoryInterval is how often Run samples the history of caches; 0
 	// means DefaultHistoryInterval.
 	HistoryInterval time.Duration
+	// Upstream configures how caches use their upstreams.
+	Upstream UpstreamOptions
 }
 
 // Service is the cache service. It is safe for concurrent use.
@@ -98,6 +102,12 @@ type Service struct {
 	// gcMu keeps collections of this process, and dry runs of the
 	// dashboard, from running at once: they share this process's lease.
 	gcMu sync.Mutex
+	// up asks the upstreams of caches; pulls are the NAR files being
+	// fetched from them, into spool files in spoolDir.
+	up       *upstream.Client
+	pulls    pulls
+	spoolDir string
+	recheck  time.Duration
 
 	mu     sync.RWMutex
 	caches map[string]*cacheEntry // by name
@@ -133,6 +143,21 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 		lookups:  newLookups(),
 
 		historyEvery: opts.HistoryInterval,
+		up: upstream.New(upstream.Options{
+			Timeout:        opts.Upstream.Timeout,
+			NegativeTTL:    opts.Upstream.NegativeTTL,
+			PositiveTTL:    opts.Upstream.PositiveTTL,
+			MaxNarInfoSize: opts.Limits.MaxNarInfoSize,
+			Transport:      opts.Upstream.Transport,
+			Logger:         log.With("part", "upstream"),
+			Metrics:        opts.Metrics,
+		}),
+		pulls:    pulls{m: map[pullKey]*pull{}},
+		spoolDir: opts.Upstream.SpoolDir,
+		recheck:  opts.Upstream.Recheck,
+	}
+	if s.recheck <= 0 {
+		s.recheck = DefaultUpstreamRecheck
 	}
 	if s.historyEvery <= 0 {
 		s.historyEvery = DefaultHistoryInterval
@@ -165,15 +190,16 @@ func (s *Service) IndexBytes() int64 { return s.index.Bytes() }
 
 // Run keeps the service in step with changes other processes make to the
 // stores (the CLI, other replicas), drops narinfos held too long and
-// expired login sessions, records reads, samples the history of caches
-// every HistoryInterval and collects garbage every GCInterval, until ctx
-// ends. A collection runs beside the rest, which it does not hold up; Run
-// returns once it has stopped and the last reads and counts are recorded.
+// expired login sessions, checks upstream-only paths again as they age,
+// records reads, samples the history of caches every HistoryInterval and
+// collects garbage every GCInterval, until ctx ends. A collection runs
+// beside the rest, which it does not hold up; Run returns once it has
+// stopped and the last reads and counts are recorded.
 func (s *Service) Run(ctx context.Context, every time.Duration) {
 	var collecting sync.WaitGroup
 	collecting.Go(func() { s.recordHistory(ctx) })
-	busy := false
-	collected := make(chan struct{}, 1)
+	busy, checking := false, false
+	collected, checked := make(chan struct{}, 1), make(chan struct{}, 1)
 	defer func() {
 		collecting.Wait()
 		flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -215,6 +241,18 @@ func (s *Service) Run(ctx context.Context, every time.Duration) {
 		case <-housekeeping.C:
 			s.expireHeld(ctx, s.heldTTL)
 			s.expireSessions(ctx)
+			if !checking {
+				checking = true
+				collecting.Add(1)
+				go func() {
+					defer collecting.Done()
+					s.recheckPeriodically(ctx)
+					checked <- struct{}{}
+				}()
+			}
+			continue
+		case <-checked:
+			checking = false
 			continue
 		case <-flush.C:
 			if err := s.FlushAccess(ctx); err != nil && ctx.Err() == nil {

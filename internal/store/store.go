@@ -123,6 +123,28 @@ type Cache struct {
 	CreatedAt time.Time
 	Policy    Policy    // what garbage collection keeps
 	LastGC    time.Time // when a collection of the cache last finished; zero: never
+	// Upstream names the other binary caches the cache defers to; the
+	// zero value: none.
+	Upstream UpstreamConfig
+}
+
+// UpstreamConfig says which other binary caches a cache defers to, and
+// how. The store keeps it as given; checking the URLs and keys is the
+// service's job.
+type UpstreamConfig struct {
+	Upstreams []Upstream // in the order they were given
+	// Skip: a path an upstream holds is recorded as upstream-only (see
+	// NarInfo.Upstream) instead of being stored.
+	Skip bool
+	// PullThrough: readers get through the cache the paths only an
+	// upstream holds, and the cache stores them as it serves them.
+	PullThrough bool
+}
+
+// Upstream is one other binary cache.
+type Upstream struct {
+	URL  string   // its root, such as https://cache.nixos.org
+	Keys []string // the public keys that sign it, "<keyname>:<base64 of 32 bytes>"
 }
 
 // Policy says what garbage collection keeps of a cache.
@@ -187,6 +209,14 @@ type NarInfo struct {
 	CA         string
 	Sigs       []string // "<keyname>:<base64>" as uploaded, without the cache's own
 	CreatedAt  time.Time
+	// Upstream is set on an upstream-only narinfo: a path the cache does
+	// not store, whose NAR file an upstream holds, recorded so that the
+	// path counts as present (for pushes and garbage collection). It is
+	// that upstream's URL; FileHash is then "".
+	Upstream string
+	// CheckedAt is when an upstream last confirmed that it holds the path
+	// of an upstream-only narinfo; zero on others.
+	CheckedAt time.Time
 }
 
 // NarInfoKey names one narinfo; it is what presence indexes are built from.
@@ -286,13 +316,16 @@ type MetaStore interface {
 // CacheStore keeps caches.
 type CacheStore interface {
 	// CreateCache adds c (its ID and CreatedAt are assigned, its LastGC is
-	// zero) and returns it as stored. It returns ErrExists if the name is
+	// zero; its Policy and Upstream are kept) and returns it as stored. It returns ErrExists if the name is
 	// taken.
 	CreateCache(ctx context.Context, c Cache) (Cache, error)
 	// GetCache returns the cache called name, or ErrNotFound.
 	GetCache(ctx context.Context, name string) (Cache, error)
 	// ListCaches returns every cache, ordered by name.
 	ListCaches(ctx context.Context) ([]Cache, error)
+	// SetUpstream sets the upstream configuration of a cache, or returns
+	// ErrNotFound.
+	SetUpstream(ctx context.Context, cacheID int64, u UpstreamConfig) error
 	// DeleteCache removes the cache called name together with its narinfos,
 	// objects, NAR links, held narinfos, multipart uploads and the tokens
 	// whose Scope is exactly its name. The Nar records and blobs stay for
@@ -371,7 +404,7 @@ type NarStore interface {
 	UnlinkNar(ctx context.Context, cacheID int64, fileHash string) ([]string, error)
 
 	// GetNarInfo returns the narinfo of hash in the cache and the Nar it
-	// serves, or ErrNotFound.
+	// serves (the zero Nar for an upstream-only narinfo), or ErrNotFound.
 	GetNarInfo(ctx context.Context, cacheID int64, hash string) (NarInfo, Nar, error)
 	// PutNarInfo writes a narinfo in one transaction: it reads the current
 	// record for (ni.CacheID, ni.Hash), calls merge with it (nil if there is
@@ -380,20 +413,34 @@ type NarStore interface {
 	// holds locks: it must be quick, pure (it may be called again if the
 	// transaction is retried) and must not call the store, and it must keep
 	// CacheID and Hash. A new record gets a new Seq; an updated one keeps
-	// its Seq. PutNarInfo returns ErrNotFound, writing nothing, if the Nar
-	// named by the merged record's FileHash is not linked to the cache, and
-	// ErrExists, writing nothing, if another narinfo of the cache has the
-	// merged record's Key.
+	// its Seq. A merged record with Upstream set is upstream-only: it
+	// serves no Nar, and its FileHash must be "" (else PutNarInfo returns
+	// an error, writing nothing); either kind may replace the other.
+	// PutNarInfo returns ErrNotFound, writing nothing, if the cache does
+	// not exist or if the merged record is not upstream-only and the Nar
+	// named by its FileHash is not linked to the cache, and ErrExists,
+	// writing nothing, if another narinfo of the cache has the merged
+	// record's Key.
 	PutNarInfo(ctx context.Context, ni NarInfo, merge func(old *NarInfo) (NarInfo, error)) (NarInfo, error)
-	// PresentNarInfos returns those of hashes that the cache has a narinfo
-	// of whose Nar is not Missing, in no particular order; an unknown cache
-	// has none. It answers many hashes (tens of thousands) in one call.
-	PresentNarInfos(ctx context.Context, cacheID int64, hashes []string) ([]string, error)
+	// PresentNarInfos returns those of hashes that the cache holds, each
+	// once and in no particular order: the ones it has an upstream-only
+	// narinfo of or a narinfo whose Nar is not Missing; upstream lists
+	// those of them whose narinfo is upstream-only. An unknown cache has
+	// none. It answers many hashes (tens of thousands) in one call.
+	PresentNarInfos(ctx context.Context, cacheID int64, hashes []string) (present, upstream []string, err error)
+	// UpstreamNarInfos returns up to limit upstream-only narinfos, of every
+	// cache, whose CheckedAt is before before, least recently checked
+	// first.
+	UpstreamNarInfos(ctx context.Context, before time.Time, limit int) ([]NarInfo, error)
+	// DropUpstreamNarInfo removes the narinfo of hash in the cache if it is
+	// upstream-only, and returns ErrNotFound otherwise (there is none, or
+	// the cache stores the path).
+	DropUpstreamNarInfo(ctx context.Context, cacheID int64, hash string) error
 	// DeleteNarInfo removes the narinfo of hash in the cache, or returns
 	// ErrNotFound.
 	DeleteNarInfo(ctx context.Context, cacheID int64, hash string) error
-	// ListNarInfoKeys returns up to limit narinfo keys with Seq greater than
-	// after, in Seq order, across all caches. Seqs become visible in commit
+	// ListNarInfoKeys returns up to limit narinfo keys (upstream-only ones
+	// included) with Seq greater than after, in Seq order, across all caches. Seqs become visible in commit
 	// order, so a reader paging with after never skips a record committed
 	// later with a lower Seq. Deleted records are not reported.
 	ListNarInfoKeys(ctx context.Context, after int64, limit int) ([]NarInfoKey, error)
@@ -415,8 +462,8 @@ type ObjectStore interface {
 type ListStore interface {
 	// ListKeys returns up to limit entries of the cache, ordered by key
 	// (byte order), whose keys start with prefix and sort after after: its
-	// narinfos (under NarInfo.Key), its NAR links (under the key given to
-	// AddNar) and its objects. Held narinfos and uploads in progress are not
+	// narinfos but the upstream-only ones (under NarInfo.Key), its NAR links
+	// (under the key given to AddNar) and its objects. Held narinfos and uploads in progress are not
 	// listed, nor is anything of another cache; an unknown cache has no
 	// entries. Keys are unique within each of the three kinds; keeping them
 	// apart across kinds is the caller's job.
@@ -535,6 +582,9 @@ type Composer interface {
 // GCStore is what garbage collection needs from the metadata store. The
 // closure of a narinfo is followed through its References within the same
 // cache; references to paths the cache does not hold are ignored.
+// Upstream-only narinfos are narinfos like the others (roots when used
+// within the window, kept while a kept narinfo refers to them, removed
+// otherwise) that serve no NAR bytes.
 type GCStore interface {
 	// SetPolicy sets the policy of a cache, or returns ErrNotFound.
 	SetPolicy(ctx context.Context, cacheID int64, p Policy) error
@@ -545,9 +595,9 @@ type GCStore interface {
 	// read from the cache at t: the narinfos of the cache that serve them
 	// are touched as by Touch. Unknown file hashes are ignored.
 	TouchNars(ctx context.Context, cacheID int64, fileHashes []string, t time.Time) error
-	// Usage returns the number of narinfos of the cache and the bytes of the
-	// NAR files they serve (each file once), or ErrNotFound if there is no
-	// such cache.
+	// Usage returns the number of narinfos of the cache (upstream-only
+	// ones included) and the bytes of the NAR files they serve (each file
+	// once), or ErrNotFound if there is no such cache.
 	Usage(ctx context.Context, cacheID int64) (paths, bytes int64, err error)
 
 	// AddPin records a pin revision, replacing one with the same cache, name

@@ -11,35 +11,47 @@ import (
 )
 
 const cacheSQL = `SELECT id, name, private, priority, secret_key, public_key, created_at,
-	retention, max_size, last_gc FROM caches`
+	retention, max_size, last_gc, upstreams, upstream_skip, upstream_pull FROM caches`
 
 // scanCache reads a row of cacheSQL.
 func scanCache(row pgx.CollectableRow) (store.Cache, error) {
 	var c store.Cache
 	var retention int64
 	var lastGC *time.Time
+	var ups []byte
 	err := row.Scan(&c.ID, &c.Name, &c.Private, &c.Priority, &c.SecretKey, &c.PublicKey, &c.CreatedAt,
-		&retention, &c.Policy.MaxSize, &lastGC)
+		&retention, &c.Policy.MaxSize, &lastGC, &ups, &c.Upstream.Skip, &c.Upstream.PullThrough)
+	if err != nil {
+		return store.Cache{}, err
+	}
 	c.CreatedAt = c.CreatedAt.UTC()
 	c.Policy.Retention = time.Duration(retention) * time.Second
 	if lastGC != nil {
 		c.LastGC = lastGC.UTC()
 	}
-	return c, err
+	if c.Upstream.Upstreams, err = decodeUpstreams(ups); err != nil {
+		return store.Cache{}, fmt.Errorf("decode upstreams of cache %s: %w", c.Name, err)
+	}
+	return c, nil
 }
 
-// CreateCache adds c with a new ID, the current time and its policy, never
-// collected, and returns it as stored, or store.ErrExists if the name is
-// taken.
+// CreateCache adds c with a new ID, the current time, its policy and its
+// upstreams, never collected, and returns it as stored, or
+// store.ErrExists if the name is taken.
 func (s *Store) CreateCache(ctx context.Context, c store.Cache) (store.Cache, error) {
 	c.CreatedAt, c.LastGC = now(), time.Time{}
 	c.Policy.Retention = c.Policy.Retention.Truncate(time.Second)
-	err := s.tx(ctx, func(tx pgx.Tx) error {
+	ups, err := encodeUpstreams(c.Upstream.Upstreams)
+	if err != nil {
+		return store.Cache{}, fmt.Errorf("create cache %s: %w", c.Name, err)
+	}
+	err = s.tx(ctx, func(tx pgx.Tx) error {
 		err := tx.QueryRow(ctx, `
-			INSERT INTO caches (name, private, priority, secret_key, public_key, created_at, retention, max_size)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id`,
+			INSERT INTO caches (name, private, priority, secret_key, public_key, created_at, retention, max_size,
+				upstreams, upstream_skip, upstream_pull)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id`,
 			c.Name, c.Private, c.Priority, c.SecretKey, c.PublicKey, c.CreatedAt,
-			int64(c.Policy.Retention/time.Second), c.Policy.MaxSize,
+			int64(c.Policy.Retention/time.Second), c.Policy.MaxSize, ups, c.Upstream.Skip, c.Upstream.PullThrough,
 		).Scan(&c.ID)
 		if err != nil {
 			return err
@@ -50,6 +62,30 @@ func (s *Store) CreateCache(ctx context.Context, c store.Cache) (store.Cache, er
 		return store.Cache{}, fmt.Errorf("create cache %s: %w", c.Name, translate(err))
 	}
 	return c, nil
+}
+
+// SetUpstream sets the upstream configuration of the cache, or returns
+// store.ErrNotFound.
+func (s *Store) SetUpstream(ctx context.Context, cacheID int64, u store.UpstreamConfig) error {
+	ups, err := encodeUpstreams(u.Upstreams)
+	if err != nil {
+		return fmt.Errorf("set upstreams of cache %d: %w", cacheID, err)
+	}
+	err = s.tx(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE caches SET upstreams = $2, upstream_skip = $3, upstream_pull = $4 WHERE id = $1`,
+			cacheID, ups, u.Skip, u.PullThrough)
+		if err != nil {
+			return err
+		}
+		if err := checkRowAffected(tag.RowsAffected()); err != nil {
+			return err
+		}
+		return s.notify(ctx, tx)
+	})
+	if err != nil {
+		return fmt.Errorf("set upstreams of cache %d: %w", cacheID, translate(err))
+	}
+	return nil
 }
 
 // GetCache returns the cache called name, or store.ErrNotFound.

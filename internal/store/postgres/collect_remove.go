@@ -85,9 +85,12 @@ func (c *collection) removeBatch(ctx context.Context, tx pgx.Tx, from, to string
 	}
 	var ids []int64
 	var h string
-	var id int64
+	var id *int64 // nil: upstream-only
 	_, err = pgx.ForEachRow(rows, []any{&h, &id}, func() error {
-		hashes, ids = append(hashes, h), append(ids, id)
+		hashes = append(hashes, h)
+		if id != nil {
+			ids = append(ids, *id)
+		}
 		return nil
 	})
 	if err != nil {

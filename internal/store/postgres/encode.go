@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"unicode/utf8"
+
+	"github.com/larder-cache/larder/internal/store"
 )
 
 // normList returns l, or nil if it is empty.
@@ -44,4 +46,39 @@ func normMap(m map[string]string) map[string]string {
 		return nil
 	}
 	return m
+}
+
+// upstreamJSON is how an upstream is kept in the upstreams column.
+type upstreamJSON struct {
+	URL  string   `json:"url"`
+	Keys []string `json:"keys"`
+}
+
+// encodeUpstreams returns the upstreams as a JSON array for a jsonb
+// column. Strings that are not valid UTF-8 are refused.
+func encodeUpstreams(ups []store.Upstream) ([]byte, error) {
+	list := make([]upstreamJSON, 0, len(ups))
+	for _, u := range ups {
+		for _, s := range append([]string{u.URL}, u.Keys...) {
+			if !utf8.ValidString(s) {
+				return nil, fmt.Errorf("upstream %q is not valid UTF-8", s)
+			}
+		}
+		list = append(list, upstreamJSON{URL: u.URL, Keys: orEmpty(u.Keys)})
+	}
+	return json.Marshal(list)
+}
+
+// decodeUpstreams returns the upstreams encoded by encodeUpstreams; none
+// is nil, and so is an upstream without keys.
+func decodeUpstreams(b []byte) ([]store.Upstream, error) {
+	var list []upstreamJSON
+	if err := json.Unmarshal(b, &list); err != nil {
+		return nil, err
+	}
+	var ups []store.Upstream
+	for _, u := range list {
+		ups = append(ups, store.Upstream{URL: u.URL, Keys: normList(u.Keys)})
+	}
+	return ups, nil
 }

@@ -18,7 +18,8 @@ import (
 // rows; the server merges the three streams (Merge Append) instead of
 // sorting them, and stops after $3 rows. Keys compare with their columns'
 // "C" collation, byte by byte. The kind number, constant in each arm,
-// breaks ties between kinds.
+// breaks ties between kinds. Upstream-only narinfos, which serve no file,
+// are left out.
 //
 // The ORDER BY and LIMIT of each arm are needed: without them PostgreSQL
 // does not see that an index on (cache_id, key) scanned for one cache_id
@@ -36,7 +37,7 @@ func listKeysSQL(op string, bounded bool) string {
 	return fmt.Sprintf(`
 	SELECT * FROM (
 		(SELECT key, %[1]d AS kind, hash, 0::bigint AS size, ''::text AS etag, created_at FROM narinfos
-			WHERE cache_id = $1 AND %[4]s ORDER BY key LIMIT $3)
+			WHERE cache_id = $1 AND %[4]s AND nar_id IS NOT NULL ORDER BY key LIMIT $3)
 		UNION ALL
 		(SELECT cn.key, %[2]d, ''::text COLLATE "C", n.file_size, n.md5, cn.created_at
 			FROM cache_nars cn JOIN nars n ON n.id = cn.nar_id

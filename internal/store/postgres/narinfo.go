@@ -5,17 +5,24 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/larder-cache/larder/internal/store"
 )
 
+// narInfoColumns are the columns of a narinfo ni.
+const narInfoColumns = `ni.seq, ni.cache_id, ni.hash, ni.key, ni.store_path, ni.nar_hash, ni.nar_size,
+	ni.refs, ni.deriver, ni.system, ni.ca, ni.sigs, ni.created_at, ni.upstream, ni.checked_at`
+
 // getNarInfoSQL finds the narinfo by its unique (cache_id, hash), then its
-// Nar by primary key.
-const getNarInfoSQL = `SELECT ni.seq, ni.cache_id, ni.hash, ni.key, ni.store_path, ni.nar_hash, ni.nar_size,
-	ni.refs, ni.deriver, ni.system, ni.ca, ni.sigs, ni.created_at, ` + narColumns + `
-	FROM narinfos ni JOIN nars n ON n.id = ni.nar_id
+// Nar, if it has one, by primary key; an upstream-only narinfo reads the
+// zero Nar.
+const getNarInfoSQL = `SELECT ` + narInfoColumns + `, coalesce(n.file_hash, ''), coalesce(n.file_size, 0),
+	coalesce(n.compression, ''), coalesce(n.nar_hash, ''), coalesce(n.nar_size, 0), coalesce(n.md5, ''),
+	coalesce(n.blob_key, ''), coalesce(n.created_at, 'epoch'), coalesce(n.missing, false)
+	FROM narinfos ni LEFT JOIN nars n ON n.id = ni.nar_id
 	WHERE ni.cache_id = $1 AND ni.hash = $2`
 
 // narInfoRow is a narinfo with the Nar it serves, as getNarInfoSQL reads
@@ -25,18 +32,43 @@ type narInfoRow struct {
 	n  store.Nar
 }
 
+// narInfoDest returns the scan destinations of narInfoColumns for ni, with
+// the upstream and its check time going to the others.
+func narInfoDest(ni *store.NarInfo, upstream **string, checked **time.Time) []any {
+	return []any{&ni.Seq, &ni.CacheID, &ni.Hash, &ni.Key, &ni.StorePath, &ni.NarHash, &ni.NarSize,
+		&ni.References, &ni.Deriver, &ni.System, &ni.CA, &ni.Sigs, &ni.CreatedAt, upstream, checked}
+}
+
+// normNarInfo fills in and normalises the fields of ni that narInfoDest
+// scanned.
+func normNarInfo(ni *store.NarInfo, upstream *string, checked *time.Time) {
+	ni.CreatedAt = ni.CreatedAt.UTC()
+	if upstream != nil {
+		ni.Upstream = *upstream
+	}
+	if checked != nil {
+		ni.CheckedAt = checked.UTC()
+	}
+	ni.References, ni.Sigs = normList(ni.References), normList(ni.Sigs)
+}
+
 // scanNarInfo reads a row of getNarInfoSQL.
 func scanNarInfo(row pgx.CollectableRow) (narInfoRow, error) {
 	var r narInfoRow
 	ni, n := &r.ni, &r.n
-	dest := append([]any{&ni.Seq, &ni.CacheID, &ni.Hash, &ni.Key, &ni.StorePath, &ni.NarHash, &ni.NarSize,
-		&ni.References, &ni.Deriver, &ni.System, &ni.CA, &ni.Sigs, &ni.CreatedAt}, narDest(n, &n.CreatedAt)...)
+	var upstream *string
+	var checked *time.Time
+	dest := append(narInfoDest(ni, &upstream, &checked), narDest(n, &n.CreatedAt)...)
 	if err := row.Scan(dest...); err != nil {
 		return narInfoRow{}, err
 	}
-	ni.CreatedAt, n.CreatedAt = ni.CreatedAt.UTC(), n.CreatedAt.UTC()
+	normNarInfo(ni, upstream, checked)
+	if ni.Upstream != "" {
+		r.n = store.Nar{}
+		return r, nil
+	}
+	n.CreatedAt = n.CreatedAt.UTC()
 	ni.FileHash = n.FileHash
-	ni.References, ni.Sigs = normList(ni.References), normList(ni.Sigs)
 	return r, nil
 }
 
@@ -116,6 +148,14 @@ func (s *Store) putNarInfo(ctx context.Context, tx pgx.Tx, ni store.NarInfo, mer
 	if m.CacheID != ni.CacheID || m.Hash != ni.Hash {
 		return store.NarInfo{}, fmt.Errorf("merge returned the narinfo %s of cache %d", m.Hash, m.CacheID)
 	}
+	if m.Upstream == "" {
+		m.CheckedAt = time.Time{}
+	} else {
+		if m.FileHash != "" {
+			return store.NarInfo{}, fmt.Errorf("the upstream-only narinfo %s names the NAR file %s", m.Hash, m.FileHash)
+		}
+		m.CheckedAt = orNow(m.CheckedAt)
+	}
 	m.CreatedAt = orNow(m.CreatedAt)
 	m.References, m.Sigs = normList(m.References), normList(m.Sigs)
 	if old == nil {
@@ -172,30 +212,45 @@ func currentNarInfo(ctx context.Context, tx pgx.Tx, ni store.NarInfo) (*store.Na
 }
 
 // writeNarInfo inserts m, a new narinfo, or updates the narinfo with m's
-// Seq. The Nar it names must be linked to its cache: the select finds the
-// link, and the foreign key keeps it until the transaction ends.
+// Seq. The Nar a narinfo that is not upstream-only names must be linked to
+// its cache: the select finds the link, and the foreign key keeps it until
+// the transaction ends. An upstream-only narinfo needs its cache, which
+// the foreign key of an insert checks; the row of an update holds it.
 func writeNarInfo(ctx context.Context, tx pgx.Tx, m store.NarInfo, insert bool) error {
-	var narID int64
-	err := tx.QueryRow(ctx, `SELECT n.id FROM nars n
-		JOIN cache_nars cn ON cn.nar_id = n.id AND cn.cache_id = $1
-		WHERE n.file_hash = $2 AND NOT n.missing`, m.CacheID, m.FileHash).Scan(&narID)
-	if err != nil {
-		return fmt.Errorf("nar %s: %w", m.FileHash, translate(err))
+	var narID *int64
+	var upstream *string
+	var checked *time.Time
+	if m.Upstream == "" {
+		narID = new(int64)
+		err := tx.QueryRow(ctx, `SELECT n.id FROM nars n
+			JOIN cache_nars cn ON cn.nar_id = n.id AND cn.cache_id = $1
+			WHERE n.file_hash = $2 AND NOT n.missing`, m.CacheID, m.FileHash).Scan(narID)
+		if err != nil {
+			return fmt.Errorf("nar %s: %w", m.FileHash, translate(err))
+		}
+	} else {
+		upstream, checked = &m.Upstream, &m.CheckedAt
+		var one int
+		if err := tx.QueryRow(ctx, `SELECT 1 FROM caches WHERE id = $1`, m.CacheID).Scan(&one); err != nil {
+			return fmt.Errorf("cache %d: %w", m.CacheID, translate(err))
+		}
 	}
 	refs, sigs := orEmpty(m.References), orEmpty(m.Sigs)
+	var err error
 	if insert {
 		_, err = tx.Exec(ctx, `
 			INSERT INTO narinfos (seq, cache_id, hash, key, store_path, nar_id, nar_hash, nar_size, refs, deriver,
-				system, ca, sigs, created_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
+				system, ca, sigs, created_at, upstream, checked_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
 			m.Seq, m.CacheID, m.Hash, m.Key, m.StorePath, narID, m.NarHash, m.NarSize, refs, m.Deriver,
-			m.System, m.CA, sigs, m.CreatedAt)
+			m.System, m.CA, sigs, m.CreatedAt, upstream, checked)
 	} else {
 		_, err = tx.Exec(ctx, `
 			UPDATE narinfos SET key = $2, store_path = $3, nar_id = $4, nar_hash = $5, nar_size = $6, refs = $7,
-				deriver = $8, system = $9, ca = $10, sigs = $11, created_at = $12
+				deriver = $8, system = $9, ca = $10, sigs = $11, created_at = $12, upstream = $13, checked_at = $14
 			WHERE seq = $1`,
-			m.Seq, m.Key, m.StorePath, narID, m.NarHash, m.NarSize, refs, m.Deriver, m.System, m.CA, sigs, m.CreatedAt)
+			m.Seq, m.Key, m.StorePath, narID, m.NarHash, m.NarSize, refs, m.Deriver, m.System, m.CA, sigs, m.CreatedAt,
+			upstream, checked)
 	}
 	return err
 }
@@ -236,17 +291,75 @@ func (s *Store) ListNarInfoKeys(ctx context.Context, after int64, limit int) ([]
 	return keys, nil
 }
 
-// PresentNarInfos returns those of hashes that the cache has a narinfo of
-// whose Nar is not missing, in one query over an array of them.
-func (s *Store) PresentNarInfos(ctx context.Context, cacheID int64, hashes []string) ([]string, error) {
+// PresentNarInfos returns those of hashes that the cache has an
+// upstream-only narinfo of or a narinfo whose Nar is not missing, with
+// the upstream-only ones apart, in one query over an array of them.
+func (s *Store) PresentNarInfos(ctx context.Context, cacheID int64, hashes []string) (present, upstream []string, err error) {
 	if len(hashes) == 0 {
+		return nil, nil, nil
+	}
+	type row struct {
+		hash     string
+		upstream bool
+	}
+	rows, err := collect(ctx, s, func(r pgx.CollectableRow) (row, error) {
+		var x row
+		err := r.Scan(&x.hash, &x.upstream)
+		return x, err
+	}, `SELECT DISTINCT ni.hash, ni.nar_id IS NULL FROM narinfos ni
+		LEFT JOIN nars n ON n.id = ni.nar_id
+		WHERE ni.cache_id = $1 AND ni.hash = ANY($2::text[]) AND (ni.nar_id IS NULL OR NOT n.missing)`, cacheID, hashes)
+	if err != nil {
+		return nil, nil, fmt.Errorf("present narinfos of cache %d: %w", cacheID, translate(err))
+	}
+	for _, r := range rows {
+		present = append(present, r.hash)
+		if r.upstream {
+			upstream = append(upstream, r.hash)
+		}
+	}
+	return present, upstream, nil
+}
+
+// UpstreamNarInfos returns up to limit upstream-only narinfos checked
+// before before, least recently checked first, on the partial index of
+// their check times.
+func (s *Store) UpstreamNarInfos(ctx context.Context, before time.Time, limit int) ([]store.NarInfo, error) {
+	if limit <= 0 {
 		return nil, nil
 	}
-	present, err := collect(ctx, s, pgx.RowTo[string], `SELECT DISTINCT ni.hash FROM narinfos ni
-		JOIN nars n ON n.id = ni.nar_id AND NOT n.missing
-		WHERE ni.cache_id = $1 AND ni.hash = ANY($2::text[])`, cacheID, hashes)
+	list, err := collect(ctx, s, func(row pgx.CollectableRow) (store.NarInfo, error) {
+		var ni store.NarInfo
+		var upstream *string
+		var checked *time.Time
+		if err := row.Scan(narInfoDest(&ni, &upstream, &checked)...); err != nil {
+			return store.NarInfo{}, err
+		}
+		normNarInfo(&ni, upstream, checked)
+		return ni, nil
+	}, `SELECT `+narInfoColumns+` FROM narinfos ni
+		WHERE ni.nar_id IS NULL AND ni.checked_at < $1 ORDER BY ni.checked_at, ni.seq LIMIT $2`, before, limit)
 	if err != nil {
-		return nil, fmt.Errorf("present narinfos of cache %d: %w", cacheID, translate(err))
+		return nil, fmt.Errorf("upstream-only narinfos checked before %v: %w", before, translate(err))
 	}
-	return present, nil
+	return list, nil
+}
+
+// DropUpstreamNarInfo removes the narinfo of hash in the cache if it is
+// upstream-only, or returns store.ErrNotFound.
+func (s *Store) DropUpstreamNarInfo(ctx context.Context, cacheID int64, hash string) error {
+	err := s.tx(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `DELETE FROM narinfos WHERE cache_id = $1 AND hash = $2 AND nar_id IS NULL`, cacheID, hash)
+		if err != nil {
+			return err
+		}
+		if err := checkRowAffected(tag.RowsAffected()); err != nil {
+			return err
+		}
+		return s.notify(ctx, tx)
+	})
+	if err != nil {
+		return fmt.Errorf("drop upstream-only narinfo %s of cache %d: %w", hash, cacheID, translate(err))
+	}
+	return nil
 }

@@ -154,6 +154,7 @@ CREATE TABLE parts (
 	migration2,
 	migration3,
 	migrationDashboard,
+	upstreamMigration,
 }
 
 // migration2 adds what garbage collection needs: the policy and last
@@ -269,6 +270,26 @@ CREATE TABLE sessions (
 );
 CREATE INDEX sessions_token_id ON sessions (token_id, created_at);
 CREATE INDEX sessions_expires_at ON sessions (expires_at);
+`
+
+// upstreamMigration adds what upstream caches need: the upstreams of each
+// cache (a JSON array of {"url": …, "keys": […]}) with what the cache does
+// with them, and upstream-only narinfos: narinfos without a Nar (a foreign
+// key with a NULL column is not checked), with the URL of the upstream
+// that holds the path and when it last confirmed so (both NULL on the
+// others).
+const upstreamMigration = `
+ALTER TABLE caches
+	ADD COLUMN upstreams     jsonb   NOT NULL DEFAULT '[]',
+	ADD COLUMN upstream_skip boolean NOT NULL DEFAULT false,
+	ADD COLUMN upstream_pull boolean NOT NULL DEFAULT false;
+ALTER TABLE narinfos
+	ALTER COLUMN nar_id DROP NOT NULL,
+	ADD COLUMN upstream   text,
+	ADD COLUMN checked_at timestamptz,
+	ADD CONSTRAINT narinfos_upstream_only CHECK ((nar_id IS NULL) = (upstream IS NOT NULL)),
+	ADD CONSTRAINT narinfos_upstream_checked CHECK ((upstream IS NULL) = (checked_at IS NULL));
+CREATE INDEX narinfos_checked_at ON narinfos (checked_at) WHERE nar_id IS NULL;
 `
 
 // migrateLock is the key of the transaction-level advisory lock migrate

@@ -10,21 +10,28 @@ import (
 )
 
 const cacheSQL = `SELECT id, name, private, priority, secret_key, public_key, created_at,
-	retention, max_size, last_gc FROM caches`
+	retention, max_size, last_gc, upstreams, upstream_skip, upstream_pull FROM caches`
 
 // scanCache reads a row of cacheSQL.
 func scanCache(sc scanner) (store.Cache, error) {
 	var c store.Cache
 	var created, retention int64
 	var lastGC sql.NullInt64
+	var ups []byte
 	err := sc.Scan(&c.ID, &c.Name, &c.Private, &c.Priority, &c.SecretKey, &c.PublicKey, &created,
-		&retention, &c.Policy.MaxSize, &lastGC)
+		&retention, &c.Policy.MaxSize, &lastGC, &ups, &c.Upstream.Skip, &c.Upstream.PullThrough)
+	if err != nil {
+		return store.Cache{}, err
+	}
 	c.CreatedAt = fromUnix(created)
 	c.Policy.Retention = time.Duration(retention) * time.Second
 	if lastGC.Valid {
 		c.LastGC = fromUnix(lastGC.Int64)
 	}
-	return c, err
+	if c.Upstream.Upstreams, err = decodeUpstreams(ups); err != nil {
+		return store.Cache{}, fmt.Errorf("decode upstreams of cache %s: %w", c.Name, err)
+	}
+	return c, nil
 }
 
 // CreateCache adds c with a new ID, the current time and its policy, never
@@ -33,12 +40,17 @@ func scanCache(sc scanner) (store.Cache, error) {
 func (s *Store) CreateCache(ctx context.Context, c store.Cache) (store.Cache, error) {
 	c.CreatedAt, c.LastGC = now(), time.Time{}
 	c.Policy.Retention = c.Policy.Retention.Truncate(time.Second)
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	ups, err := encodeUpstreams(c.Upstream.Upstreams)
+	if err != nil {
+		return store.Cache{}, fmt.Errorf("create cache %s: %w", c.Name, err)
+	}
+	err = s.write(ctx, func(tx *sql.Tx) error {
 		return tx.QueryRowContext(ctx, `
-			INSERT INTO caches (name, private, priority, secret_key, public_key, created_at, retention, max_size)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+			INSERT INTO caches (name, private, priority, secret_key, public_key, created_at, retention, max_size,
+				upstreams, upstream_skip, upstream_pull)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
 			c.Name, c.Private, c.Priority, c.SecretKey, c.PublicKey, c.CreatedAt.Unix(),
-			int64(c.Policy.Retention/time.Second), c.Policy.MaxSize,
+			int64(c.Policy.Retention/time.Second), c.Policy.MaxSize, ups, c.Upstream.Skip, c.Upstream.PullThrough,
 		).Scan(&c.ID)
 	})
 	if err != nil {
@@ -75,6 +87,27 @@ func (s *Store) ListCaches(ctx context.Context) ([]store.Cache, error) {
 		return nil, fmt.Errorf("list caches: %w", err)
 	}
 	return list, nil
+}
+
+// SetUpstream sets the upstream configuration of the cache, or returns
+// store.ErrNotFound.
+func (s *Store) SetUpstream(ctx context.Context, cacheID int64, u store.UpstreamConfig) error {
+	ups, err := encodeUpstreams(u.Upstreams)
+	if err != nil {
+		return fmt.Errorf("set upstreams of cache %d: %w", cacheID, err)
+	}
+	err = s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE caches SET upstreams = ?, upstream_skip = ?, upstream_pull = ? WHERE id = ?`,
+			ups, u.Skip, u.PullThrough, cacheID)
+		if err != nil {
+			return err
+		}
+		return checkRowAffected(res)
+	})
+	if err != nil {
+		return fmt.Errorf("set upstreams of cache %d: %w", cacheID, translate(err))
+	}
+	return nil
 }
 
 // DeleteCache removes the cache called name and the tokens whose scope is

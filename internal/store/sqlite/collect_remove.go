@@ -82,16 +82,19 @@ func (c *collection) removeBatch(ctx context.Context, from, to string) error {
 }
 
 // scanRemoved reads and closes rows of hashes and NAR IDs of removed
-// narinfos, and returns both.
+// narinfos, and returns both; upstream-only narinfos have no NAR ID.
 func scanRemoved(rows *sql.Rows) (hashes []string, ids []int64, err error) {
 	defer rows.Close()
 	for rows.Next() {
 		var h string
-		var id int64
+		var id sql.NullInt64
 		if err := rows.Scan(&h, &id); err != nil {
 			return nil, nil, err
 		}
-		hashes, ids = append(hashes, h), append(ids, id)
+		hashes = append(hashes, h)
+		if id.Valid {
+			ids = append(ids, id.Int64)
+		}
 	}
 	return hashes, ids, rows.Err()
 }

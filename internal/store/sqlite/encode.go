@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"unicode/utf8"
+
+	"github.com/larder-cache/larder/internal/store"
 )
 
 // encodeList returns l as a JSON array, which keeps any valid UTF-8 string
@@ -114,4 +116,39 @@ func decodeMap(b []byte) (map[string]string, error) {
 		return nil, nil
 	}
 	return m, nil
+}
+
+// upstreamJSON is how an upstream is kept in the upstreams column.
+type upstreamJSON struct {
+	URL  string   `json:"url"`
+	Keys []string `json:"keys"`
+}
+
+// encodeUpstreams returns the upstreams as a JSON array.
+func encodeUpstreams(ups []store.Upstream) (string, error) {
+	list := make([]upstreamJSON, 0, len(ups))
+	for _, u := range ups {
+		for _, s := range append([]string{u.URL}, u.Keys...) {
+			if !utf8.ValidString(s) {
+				return "", fmt.Errorf("upstream %q is not valid UTF-8", s)
+			}
+		}
+		list = append(list, upstreamJSON{URL: u.URL, Keys: append([]string{}, u.Keys...)})
+	}
+	b, err := json.Marshal(list)
+	return string(b), err
+}
+
+// decodeUpstreams returns the upstreams encoded by encodeUpstreams; none
+// is nil, and so is an upstream without keys.
+func decodeUpstreams(b []byte) ([]store.Upstream, error) {
+	var list []upstreamJSON
+	if err := json.Unmarshal(b, &list); err != nil {
+		return nil, err
+	}
+	var ups []store.Upstream
+	for _, u := range list {
+		ups = append(ups, store.Upstream{URL: u.URL, Keys: normList(u.Keys)})
+	}
+	return ups, nil
 }

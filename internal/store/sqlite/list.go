@@ -15,11 +15,12 @@ import (
 // yields its rows in key order, so SQLite merges the three streams instead
 // of sorting and stops after ?3 rows. Keys compare with the BINARY
 // collation, byte by byte. The kind number, constant in each arm, breaks
-// ties between kinds.
+// ties between kinds. Upstream-only narinfos, which serve no file, are
+// left out.
 func listKeysSQL(op string) string {
 	return fmt.Sprintf(`
 	SELECT key, %[2]d, hash, 0, '', created_at FROM narinfos
-		WHERE cache_id = ?1 AND key %[1]s ?2
+		WHERE cache_id = ?1 AND key %[1]s ?2 AND nar_id IS NOT NULL
 	UNION ALL
 	SELECT cn.key, %[3]d, '', n.file_size, n.md5, cn.created_at
 		FROM cache_nars cn JOIN nars n ON n.id = cn.nar_id

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -105,6 +106,7 @@ func TestMigrateFromVersion1(t *testing.T) {
 		t.Fatalf("schema version after migration: %d, %v; want %d", v, err, len(migrations))
 	}
 	checkDatabase(t, s)
+	checkIndexes(t, s)
 	checkV1Caches(t, s)
 	checkV1Tokens(t, s)
 	checkV1Nars(t, s)
@@ -132,6 +134,32 @@ func checkDatabase(t *testing.T, s *Store) {
 	}
 }
 
+// checkIndexes fails t unless narinfos has every index a migration made:
+// rebuilding the table drops its indexes, which the rebuild must make
+// again.
+func checkIndexes(t *testing.T, s *Store) {
+	t.Helper()
+	rows, err := s.r.QueryContext(t.Context(),
+		`SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'narinfos' AND sql IS NOT NULL`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var got []string
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, name)
+	}
+	slices.Sort(got)
+	want := []string{"narinfos_checked_at", "narinfos_created_at", "narinfos_key", "narinfos_name", "narinfos_nar_id"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("indexes of narinfos: %v, want %v", got, want)
+	}
+}
+
 func checkV1Caches(t *testing.T, s *Store) {
 	list, err := s.ListCaches(t.Context())
 	if err != nil {
@@ -142,7 +170,7 @@ func checkV1Caches(t *testing.T, s *Store) {
 		{ID: 2, Name: "other", Private: true, Priority: 20, SecretKey: "other-1:sec", PublicKey: "other-1:pub",
 			CreatedAt: v1Created},
 	}
-	if !slices.Equal(list, want) {
+	if !reflect.DeepEqual(list, want) {
 		t.Fatalf("caches after migration: %+v, want %+v", list, want)
 	}
 }

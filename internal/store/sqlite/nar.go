@@ -25,11 +25,18 @@ const (
 		JOIN cache_nars cn ON cn.nar_id = n.id AND cn.cache_id = ?
 		WHERE n.file_hash = ?`
 
+	// narInfoColumns are the columns of a narinfo ni but its cache and
+	// hash.
+	narInfoColumns = `ni.seq, ni.key, ni.store_path, ni.nar_hash, ni.nar_size, ni.refs, ni.deriver, ni.system, ni.ca,
+		ni.sigs, ni.created_at, ni.upstream, ni.checked_at`
+
 	// getNarInfoSQL finds the narinfo by its unique (cache_id, hash), then
-	// its Nar by primary key.
-	getNarInfoSQL = `SELECT ni.seq, ni.key, ni.store_path, ni.nar_hash, ni.nar_size, ni.refs, ni.deriver, ni.system, ni.ca,
-		ni.sigs, ni.created_at, ` + narColumns + `
-		FROM narinfos ni JOIN nars n ON n.id = ni.nar_id
+	// its Nar, if it has one, by primary key; an upstream-only narinfo
+	// reads the zero Nar.
+	getNarInfoSQL = `SELECT ` + narInfoColumns + `, coalesce(n.file_hash, ''), coalesce(n.file_size, 0),
+		coalesce(n.compression, ''), coalesce(n.nar_hash, ''), coalesce(n.nar_size, 0), coalesce(n.md5, ''),
+		coalesce(n.blob_key, ''), coalesce(n.created_at, 0), coalesce(n.missing, 0)
+		FROM narinfos ni LEFT JOIN nars n ON n.id = ni.nar_id
 		WHERE ni.cache_id = ? AND ni.hash = ?`
 )
 

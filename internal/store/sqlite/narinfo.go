@@ -6,9 +6,34 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/larder-cache/larder/internal/store"
 )
+
+// narInfoDest returns the scan destinations of narInfoColumns for ni, with
+// the times, the upstream and its check going to the others.
+func narInfoDest(ni *store.NarInfo, refs, sigs *[]byte, created *int64, upstream *sql.NullString, checked *sql.NullInt64) []any {
+	return []any{&ni.Seq, &ni.Key, &ni.StorePath, &ni.NarHash, &ni.NarSize, refs, &ni.Deriver, &ni.System, &ni.CA,
+		sigs, created, upstream, checked}
+}
+
+// decodeNarInfo fills in the fields of ni that narInfoDest scanned apart.
+func decodeNarInfo(ni *store.NarInfo, refs, sigs []byte, created int64, upstream sql.NullString, checked sql.NullInt64) error {
+	ni.CreatedAt = fromUnix(created)
+	ni.Upstream = upstream.String
+	if checked.Valid {
+		ni.CheckedAt = fromUnix(checked.Int64)
+	}
+	var err error
+	if ni.References, err = decodeList(refs); err != nil {
+		return fmt.Errorf("decode references: %w", err)
+	}
+	if ni.Sigs, err = decodeList(sigs); err != nil {
+		return fmt.Errorf("decode sigs: %w", err)
+	}
+	return nil
+}
 
 // scanNarInfo reads a row of getNarInfoSQL into a narinfo of hash in the
 // cache and its Nar.
@@ -17,20 +42,20 @@ func scanNarInfo(sc scanner, cacheID int64, hash string) (store.NarInfo, store.N
 	var n store.Nar
 	var refs, sigs []byte
 	var created, narCreated int64
-	dest := append([]any{&ni.Seq, &ni.Key, &ni.StorePath, &ni.NarHash, &ni.NarSize, &refs, &ni.Deriver, &ni.System, &ni.CA,
-		&sigs, &created}, narDest(&n, &narCreated)...)
+	var upstream sql.NullString
+	var checked sql.NullInt64
+	dest := append(narInfoDest(&ni, &refs, &sigs, &created, &upstream, &checked), narDest(&n, &narCreated)...)
 	if err := sc.Scan(dest...); err != nil {
 		return store.NarInfo{}, store.Nar{}, err
 	}
-	ni.CreatedAt, n.CreatedAt = fromUnix(created), fromUnix(narCreated)
+	if err := decodeNarInfo(&ni, refs, sigs, created, upstream, checked); err != nil {
+		return store.NarInfo{}, store.Nar{}, err
+	}
+	if ni.Upstream != "" {
+		return ni, store.Nar{}, nil
+	}
+	n.CreatedAt = fromUnix(narCreated)
 	ni.FileHash = n.FileHash
-	var err error
-	if ni.References, err = decodeList(refs); err != nil {
-		return store.NarInfo{}, store.Nar{}, fmt.Errorf("decode references: %w", err)
-	}
-	if ni.Sigs, err = decodeList(sigs); err != nil {
-		return store.NarInfo{}, store.Nar{}, fmt.Errorf("decode sigs: %w", err)
-	}
 	return ni, n, nil
 }
 
@@ -89,12 +114,23 @@ func putNarInfo(ctx context.Context, tx *sql.Tx, ni store.NarInfo, merge func(ol
 	if m.CacheID != ni.CacheID || m.Hash != ni.Hash {
 		return store.NarInfo{}, fmt.Errorf("merge returned the narinfo %s of cache %d", m.Hash, m.CacheID)
 	}
-	var narID int64
-	err = tx.QueryRowContext(ctx, `SELECT n.id FROM nars n
-		JOIN cache_nars cn ON cn.nar_id = n.id AND cn.cache_id = ?
-		WHERE n.file_hash = ? AND n.missing = 0`, m.CacheID, m.FileHash).Scan(&narID)
-	if err != nil {
-		return store.NarInfo{}, fmt.Errorf("nar %s: %w", m.FileHash, translate(err))
+	var narID sql.NullInt64
+	if m.Upstream == "" {
+		err = tx.QueryRowContext(ctx, `SELECT n.id FROM nars n
+			JOIN cache_nars cn ON cn.nar_id = n.id AND cn.cache_id = ?
+			WHERE n.file_hash = ? AND n.missing = 0`, m.CacheID, m.FileHash).Scan(&narID)
+		if err != nil {
+			return store.NarInfo{}, fmt.Errorf("nar %s: %w", m.FileHash, translate(err))
+		}
+		m.CheckedAt = time.Time{}
+	} else {
+		if m.FileHash != "" {
+			return store.NarInfo{}, fmt.Errorf("the upstream-only narinfo %s names the NAR file %s", m.Hash, m.FileHash)
+		}
+		if err := cacheExists(ctx, tx, m.CacheID); err != nil {
+			return store.NarInfo{}, err
+		}
+		m.CheckedAt = orNow(m.CheckedAt)
 	}
 	m.CreatedAt = orNow(m.CreatedAt)
 	m.References, m.Sigs = normList(m.References), normList(m.Sigs)
@@ -112,9 +148,9 @@ func putNarInfo(ctx context.Context, tx *sql.Tx, ni store.NarInfo, merge func(ol
 	return m, nil
 }
 
-// writeNarInfo inserts m, a new narinfo serving the Nar narID, setting its
-// Seq, or updates the narinfo with m's Seq.
-func writeNarInfo(ctx context.Context, tx *sql.Tx, m *store.NarInfo, narID int64, insert bool) error {
+// writeNarInfo inserts m, a new narinfo serving the Nar narID (none if it
+// is upstream-only), setting its Seq, or updates the narinfo with m's Seq.
+func writeNarInfo(ctx context.Context, tx *sql.Tx, m *store.NarInfo, narID sql.NullInt64, insert bool) error {
 	refs, err := encodeList(m.References)
 	if err != nil {
 		return fmt.Errorf("encode references: %w", err)
@@ -123,18 +159,25 @@ func writeNarInfo(ctx context.Context, tx *sql.Tx, m *store.NarInfo, narID int64
 	if err != nil {
 		return fmt.Errorf("encode sigs: %w", err)
 	}
+	upstream, checked := sql.NullString{}, sql.NullInt64{}
+	if m.Upstream != "" {
+		upstream = sql.NullString{String: m.Upstream, Valid: true}
+		checked = sql.NullInt64{Int64: m.CheckedAt.Unix(), Valid: true}
+	}
 	if insert {
 		return tx.QueryRowContext(ctx, `
-			INSERT INTO narinfos (cache_id, hash, key, store_path, nar_id, nar_hash, nar_size, refs, deriver, system, ca, sigs, created_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq`,
+			INSERT INTO narinfos (cache_id, hash, key, store_path, nar_id, nar_hash, nar_size, refs, deriver, system, ca,
+				sigs, created_at, upstream, checked_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq`,
 			m.CacheID, m.Hash, m.Key, m.StorePath, narID, m.NarHash, m.NarSize, refs, m.Deriver, m.System, m.CA, sigs,
-			m.CreatedAt.Unix()).Scan(&m.Seq)
+			m.CreatedAt.Unix(), upstream, checked).Scan(&m.Seq)
 	}
 	_, err = tx.ExecContext(ctx, `
 		UPDATE narinfos SET key = ?, store_path = ?, nar_id = ?, nar_hash = ?, nar_size = ?, refs = ?,
-			deriver = ?, system = ?, ca = ?, sigs = ?, created_at = ?
+			deriver = ?, system = ?, ca = ?, sigs = ?, created_at = ?, upstream = ?, checked_at = ?
 		WHERE seq = ?`,
-		m.Key, m.StorePath, narID, m.NarHash, m.NarSize, refs, m.Deriver, m.System, m.CA, sigs, m.CreatedAt.Unix(), m.Seq)
+		m.Key, m.StorePath, narID, m.NarHash, m.NarSize, refs, m.Deriver, m.System, m.CA, sigs, m.CreatedAt.Unix(),
+		upstream, checked, m.Seq)
 	return err
 }
 
@@ -204,25 +247,90 @@ func (s *Store) ListNarInfoKeys(ctx context.Context, after int64, limit int) ([]
 	return keys, nil
 }
 
-// PresentNarInfos returns those of hashes that the cache has a narinfo of
-// whose Nar is not missing, in one query over a JSON array of them.
-func (s *Store) PresentNarInfos(ctx context.Context, cacheID int64, hashes []string) ([]string, error) {
+// PresentNarInfos returns those of hashes that the cache has an
+// upstream-only narinfo of or a narinfo whose Nar is not missing, with
+// the upstream-only ones apart, in one query over a JSON array of them.
+func (s *Store) PresentNarInfos(ctx context.Context, cacheID int64, hashes []string) (present, upstream []string, err error) {
 	if len(hashes) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
 	list, err := encodeList(hashes)
 	if err != nil {
-		return nil, fmt.Errorf("present narinfos of cache %d: %w", cacheID, err)
+		return nil, nil, fmt.Errorf("present narinfos of cache %d: %w", cacheID, err)
 	}
-	rows, err := s.r.QueryContext(ctx, `SELECT DISTINCT ni.hash FROM json_each(?2) k
+	rows, err := s.r.QueryContext(ctx, `SELECT DISTINCT ni.hash, ni.nar_id IS NULL FROM json_each(?2) k
 		JOIN narinfos ni ON ni.cache_id = ?1 AND ni.hash = k.value
-		JOIN nars n ON n.id = ni.nar_id AND n.missing = 0`, cacheID, list)
+		LEFT JOIN nars n ON n.id = ni.nar_id
+		WHERE ni.nar_id IS NULL OR n.missing = 0`, cacheID, list)
 	if err != nil {
-		return nil, fmt.Errorf("present narinfos of cache %d: %w", cacheID, err)
+		return nil, nil, fmt.Errorf("present narinfos of cache %d: %w", cacheID, err)
 	}
-	present, err := scanStrings(rows)
+	defer rows.Close()
+	for rows.Next() {
+		var h string
+		var up bool
+		if err := rows.Scan(&h, &up); err != nil {
+			return nil, nil, fmt.Errorf("present narinfos of cache %d: %w", cacheID, err)
+		}
+		present = append(present, h)
+		if up {
+			upstream = append(upstream, h)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, fmt.Errorf("present narinfos of cache %d: %w", cacheID, err)
+	}
+	return present, upstream, nil
+}
+
+// UpstreamNarInfos returns up to limit upstream-only narinfos checked
+// before before, least recently checked first, on the partial index of
+// their check times.
+func (s *Store) UpstreamNarInfos(ctx context.Context, before time.Time, limit int) ([]store.NarInfo, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT ni.cache_id, ni.hash, `+narInfoColumns+` FROM narinfos ni
+		WHERE ni.nar_id IS NULL AND ni.checked_at < ? ORDER BY ni.checked_at, ni.seq LIMIT ?`,
+		secondsBefore(before), limit)
 	if err != nil {
-		return nil, fmt.Errorf("present narinfos of cache %d: %w", cacheID, err)
+		return nil, fmt.Errorf("upstream-only narinfos checked before %v: %w", before, err)
 	}
-	return present, nil
+	defer rows.Close()
+	var list []store.NarInfo
+	for rows.Next() {
+		var ni store.NarInfo
+		var refs, sigs []byte
+		var created int64
+		var upstream sql.NullString
+		var checked sql.NullInt64
+		dest := append([]any{&ni.CacheID, &ni.Hash}, narInfoDest(&ni, &refs, &sigs, &created, &upstream, &checked)...)
+		if err := rows.Scan(dest...); err != nil {
+			return nil, fmt.Errorf("upstream-only narinfos: %w", err)
+		}
+		if err := decodeNarInfo(&ni, refs, sigs, created, upstream, checked); err != nil {
+			return nil, fmt.Errorf("upstream-only narinfo %s: %w", ni.Hash, err)
+		}
+		list = append(list, ni)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("upstream-only narinfos: %w", err)
+	}
+	return list, nil
+}
+
+// DropUpstreamNarInfo removes the narinfo of hash in the cache if it is
+// upstream-only, or returns store.ErrNotFound.
+func (s *Store) DropUpstreamNarInfo(ctx context.Context, cacheID int64, hash string) error {
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM narinfos WHERE cache_id = ? AND hash = ? AND nar_id IS NULL`, cacheID, hash)
+		if err != nil {
+			return err
+		}
+		return checkRowAffected(res)
+	})
+	if err != nil {
+		return fmt.Errorf("drop upstream-only narinfo %s of cache %d: %w", hash, cacheID, translate(err))
+	}
+	return nil
 }

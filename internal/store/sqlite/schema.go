@@ -98,6 +98,7 @@ CREATE TABLE files (
 	migration3,
 	migration4,
 	migrationDashboard,
+	upstreamMigration,
 }
 
 // migration2 adds what the S3 API needs: S3 access keys and token scopes
@@ -300,6 +301,71 @@ CREATE TABLE sessions (
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX sessions_token_id ON sessions (token_id, created_at);
 CREATE INDEX sessions_expires_at ON sessions (expires_at);
+`
+
+// upstreamMigration adds what upstream caches need: the upstreams of each
+// cache (a JSON array of {"url": …, "keys": […]}) with what the cache does
+// with them, and upstream-only narinfos.
+//
+// An upstream-only narinfo has no Nar, so narinfos are rebuilt with a
+// nullable nar_id (a foreign key with a NULL column is not checked), the
+// URL of the upstream that holds the path and when it last confirmed so
+// (both NULL on the others). narinfo_refs, whose foreign key names
+// narinfos, is rebuilt with it, since dropping a table deletes the rows
+// that refer to it. Every row, Seq and the AUTOINCREMENT counter are kept.
+const upstreamMigration = `
+ALTER TABLE caches ADD COLUMN upstreams TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE caches ADD COLUMN upstream_skip INTEGER NOT NULL DEFAULT 0 CHECK (upstream_skip IN (0, 1));
+ALTER TABLE caches ADD COLUMN upstream_pull INTEGER NOT NULL DEFAULT 0 CHECK (upstream_pull IN (0, 1));
+
+CREATE TABLE narinfos_new (
+	seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+	cache_id    INTEGER NOT NULL REFERENCES caches (id) ON DELETE CASCADE,
+	hash        TEXT    NOT NULL,
+	key         TEXT    NOT NULL,
+	store_path  TEXT    NOT NULL,
+	nar_id      INTEGER,          -- NULL: upstream-only
+	nar_hash    TEXT    NOT NULL,
+	nar_size    INTEGER NOT NULL,
+	refs        TEXT    NOT NULL, -- JSON array of strings
+	deriver     TEXT    NOT NULL,
+	system      TEXT    NOT NULL,
+	ca          TEXT    NOT NULL,
+	sigs        TEXT    NOT NULL, -- JSON array of strings
+	created_at  INTEGER NOT NULL,
+	last_access INTEGER,          -- NULL: never read
+	upstream    TEXT,             -- upstream-only: the URL of the upstream
+	checked_at  INTEGER,          -- upstream-only: when the upstream last had it
+	UNIQUE (cache_id, hash),
+	CHECK ((nar_id IS NULL) = (upstream IS NOT NULL)),
+	CHECK ((upstream IS NULL) = (checked_at IS NULL)),
+	FOREIGN KEY (cache_id, nar_id) REFERENCES cache_nars (cache_id, nar_id) ON DELETE CASCADE
+) STRICT;
+INSERT INTO sqlite_sequence (name, seq)
+	SELECT 'narinfos_new', seq FROM sqlite_sequence WHERE name = 'narinfos';
+INSERT INTO narinfos_new (seq, cache_id, hash, key, store_path, nar_id, nar_hash, nar_size, refs, deriver,
+		system, ca, sigs, created_at, last_access)
+	SELECT seq, cache_id, hash, key, store_path, nar_id, nar_hash, nar_size, refs, deriver,
+		system, ca, sigs, created_at, last_access FROM narinfos;
+CREATE TABLE narinfo_refs_new (
+	cache_id INTEGER NOT NULL,
+	hash     TEXT    NOT NULL,
+	ref_hash TEXT    NOT NULL,
+	PRIMARY KEY (cache_id, hash, ref_hash),
+	FOREIGN KEY (cache_id, hash) REFERENCES narinfos_new (cache_id, hash) ON DELETE CASCADE
+) STRICT, WITHOUT ROWID;
+INSERT INTO narinfo_refs_new (cache_id, hash, ref_hash) SELECT cache_id, hash, ref_hash FROM narinfo_refs;
+DROP TABLE narinfo_refs;
+DROP TABLE narinfos;
+ALTER TABLE narinfos_new RENAME TO narinfos;
+ALTER TABLE narinfo_refs_new RENAME TO narinfo_refs;
+CREATE INDEX narinfos_nar_id ON narinfos (nar_id, cache_id);
+CREATE UNIQUE INDEX narinfos_key ON narinfos (cache_id, key);
+CREATE INDEX narinfos_checked_at ON narinfos (checked_at) WHERE nar_id IS NULL;
+CREATE INDEX narinfo_refs_ref_hash ON narinfo_refs (cache_id, ref_hash);
+-- the dashboard's indexes, dropped with the old table
+CREATE INDEX narinfos_created_at ON narinfos (cache_id, created_at);
+CREATE INDEX narinfos_name ON narinfos (cache_id, lower(substr(store_path, instr(store_path, hash) + 33)), hash);
 `
 
 // migrate brings the schema of db to the newest version, applying the

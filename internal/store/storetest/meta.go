@@ -19,7 +19,7 @@ import (
 func TestMetaStore(t *testing.T, newStore func(t *testing.T) store.MetaStore) {
 	groups := [][]metaTest{cacheTests, tokenTests, narTests, unlinkTests, narInfoTests, objectTests,
 		listTests, holdTests, uploadTests, partTests, deleteCacheTests, gcTests, orphanTests, pinTests, collectTests,
-		browseTests, historyTests, sessionTests}
+		browseTests, historyTests, sessionTests, upstreamTests}
 	for _, g := range groups {
 		for _, tc := range g {
 			t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore(t)) })
@@ -157,6 +157,7 @@ func mustLinked(t *testing.T, what string, got, want store.Nar) {
 func mustNarInfo(t *testing.T, what string, got, want store.NarInfo) {
 	t.Helper()
 	mustUTC(t, what, got.CreatedAt)
+	mustUTC(t, what, got.CheckedAt)
 	if want.Seq == 0 {
 		want.Seq = got.Seq
 	}
@@ -166,6 +167,7 @@ func mustNarInfo(t *testing.T, what string, got, want store.NarInfo) {
 		got.NarSize == want.NarSize && got.Deriver == want.Deriver &&
 		got.System == want.System && got.CA == want.CA &&
 		sec(got.CreatedAt) == sec(want.CreatedAt) &&
+		got.Upstream == want.Upstream && sec(got.CheckedAt) == sec(want.CheckedAt) &&
 		slices.Equal(got.References, want.References) &&
 		slices.Equal(got.Sigs, want.Sigs)
 	if !same {

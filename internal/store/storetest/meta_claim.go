@@ -281,13 +281,14 @@ func testNarInfoPresent(t *testing.T, s store.MetaStore) {
 	}
 	mustOK(t, "set missing", s.SetNarMissing(ctx, lost.FileHash, lost.BlobKey, true))
 	// Asked twice over, with hashes the cache does not have.
-	got, err := s.PresentNarInfos(ctx, c.ID, append(hashes, hashes[:10]...))
+	got, up, err := s.PresentNarInfos(ctx, c.ID, append(hashes, hashes[:10]...))
 	mustOK(t, "present narinfos", err)
 	mustKeysOf(t, "present narinfos", got, want...)
-	got, err = s.PresentNarInfos(ctx, 424242, hashes)
+	mustKeysOf(t, "present narinfos: upstream-only", up)
+	got, up, err = s.PresentNarInfos(ctx, 424242, hashes)
 	mustOK(t, "present narinfos of an unknown cache", err)
-	mustKeysOf(t, "present narinfos of an unknown cache", got)
-	got, err = s.PresentNarInfos(ctx, c.ID, nil)
+	mustKeysOf(t, "present narinfos of an unknown cache", append(got, up...))
+	got, up, err = s.PresentNarInfos(ctx, c.ID, nil)
 	mustOK(t, "present narinfos of no hashes", err)
-	mustKeysOf(t, "present narinfos of no hashes", got)
+	mustKeysOf(t, "present narinfos of no hashes", append(got, up...))
 }
