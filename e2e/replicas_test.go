@@ -222,20 +222,21 @@ func narinfoURL(t *testing.T, srv *server, path string) string {
 // through another replica. Nix 2.8 has a client-side race there: a path
 // that becomes valid between its first query and its upload makes the copy
 // fail with "coroutine has finished", after every request got a success.
-// Such a push is run once more, and must then succeed; any other failure
-// fails the test.
+// Such a push is run again, while the other push may still be running and
+// so may make it hit the race again, up to four times in all; the last
+// must succeed, and any other failure fails the test.
 func concurrentPush(t *testing.T, n *nix, url, top string, i int) {
-	_, errOut, err := n.try("nix", "copy", "--to", url, top)
-	if err == nil {
-		return
-	}
-	if !strings.Contains(errOut, "coroutine has finished") {
-		t.Errorf("push through replica %d: %v\n%s", i, err, errOut)
-		return
-	}
-	t.Logf("push through replica %d hit Nix 2.8's race with the other push; running it again", i)
-	if _, errOut, err := n.try("nix", "copy", "--to", url, top); err != nil {
-		t.Errorf("second push through replica %d: %v\n%s", i, err, errOut)
+	const attempts = 4
+	for a := 1; ; a++ {
+		_, errOut, err := n.try("nix", "copy", "--to", url, top)
+		switch {
+		case err == nil:
+			return
+		case !strings.Contains(errOut, "coroutine has finished") || a == attempts:
+			t.Errorf("push %d through replica %d: %v\n%s", a, i, err, errOut)
+			return
+		}
+		t.Logf("push %d through replica %d hit Nix 2.8's race with the other push; running it again", a, i)
 	}
 }
 
