@@ -2,6 +2,7 @@ package s3api_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"math/rand/v2"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -441,5 +443,46 @@ func TestNixParallelMirror(t *testing.T) {
 	}
 	for _, p := range paths {
 		e.served(c, "main", p)
+	}
+}
+
+// TestNarInfoLookupsCounted: GETs and HEADs of narinfos over S3 count in
+// the cache's history like lookups over the Nix protocol, found or not;
+// other objects do not count.
+func TestNarInfoLookupsCounted(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	ran := make(chan struct{})
+	go func() { e.app.Service.Run(ctx, time.Hour); close(ran) }()
+	c := e.awsClient(e.srv, e.admin)
+	p := newStorePath(t, "counted", []byte("counted over S3"), "xz")
+	push(t, c, "main", p)
+	for range 2 {
+		if _, err := getS3(t, c, "main", p.narinfoKey()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.HeadObject(t.Context(), &s3.HeadObjectInput{Bucket: aws.String("main"), Key: aws.String(p.narinfoKey())}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := getS3(t, c, "main", strings.Repeat("0", 32)+".narinfo"); err == nil {
+		t.Fatal("GetObject of a narinfo the cache lacks succeeded")
+	}
+	if _, err := getS3(t, c, "main", p.narKey()); err != nil { // not a lookup
+		t.Fatal(err)
+	}
+	cancel()
+	<-ran // records what it counted
+	cache, err := e.app.Service.Operate(t.Context(), "main")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := e.app.Service.Overview(t.Context(), cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Requests != 4 || o.Hits != 3 {
+		t.Fatalf("lookups counted over S3: %d, %d found; want 4, 3 found", o.Requests, o.Hits)
 	}
 }

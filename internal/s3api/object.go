@@ -10,6 +10,7 @@ import (
 
 	"github.com/larder-cache/larder/internal/compression"
 	"github.com/larder-cache/larder/internal/httpx"
+	"github.com/larder-cache/larder/internal/nixkey"
 	"github.com/larder-cache/larder/internal/service"
 	"github.com/larder-cache/larder/internal/store"
 )
@@ -26,6 +27,7 @@ func (h *Handler) getObject(q *request) {
 		return
 	}
 	o, err := h.svc.StatObject(q.r.Context(), c, q.key)
+	countLookup(h.svc, c, q.key, err)
 	if err != nil {
 		h.fail(q, err)
 		return
@@ -81,6 +83,22 @@ func (h *Handler) getObject(q *request) {
 	q.w.WriteHeader(status)
 	if _, err := io.Copy(q.w, body); err != nil {
 		q.err = err
+	}
+}
+
+// countLookup counts a GET or HEAD of a narinfo in the cache's history,
+// as the Nix protocol's are counted: found, or not there. Other errors
+// and other objects do not count. Newer Nix substitutes from s3:// caches
+// this way.
+func countLookup(svc *service.Service, c service.Cache, key string, err error) {
+	if k, perr := nixkey.Parse(key); perr != nil || k.Kind != nixkey.NarInfo {
+		return
+	}
+	switch {
+	case err == nil:
+		svc.CountLookup(c.Name(), true)
+	case service.CodeOf(err) == service.CodeNotFound:
+		svc.CountLookup(c.Name(), false)
 	}
 }
 

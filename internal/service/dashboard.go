@@ -86,25 +86,35 @@ func (s *Service) RecentPushes(ctx context.Context, c Cache, n int) ([]store.Nar
 // starts with query (case ignored), ordered by name. A whole store path,
 // or its base name, finds that path.
 func (s *Service) FindPaths(ctx context.Context, c Cache, query string) ([]store.NarInfo, error) {
-	q := strings.TrimSpace(query)
-	switch {
-	case len(q) > MaxQuery:
-		return nil, errorf(CodeInvalid, "the search is longer than %d bytes", MaxQuery)
-	case strings.ContainsFunc(q, func(r rune) bool { return !unicode.IsPrint(r) }):
-		return nil, errorf(CodeInvalid, "the search has characters that are not printable")
-	}
-	q = strings.TrimPrefix(q, storepath.StoreDir+"/")
-	if hash, _, ok := strings.Cut(q, "-"); ok && len(hash) == 32 && isNix32(hash) {
-		q = hash // a store path's base name: its hash finds it
-	}
-	if q == "" {
-		return nil, errorf(CodeInvalid, "type the start of a name or hash to search for")
+	q, err := CheckQuery(query)
+	if err != nil {
+		return nil, err
 	}
 	l, err := s.meta.FindNarInfos(ctx, c.entry.ID, q, MaxFound)
 	if err != nil {
 		return nil, internal(err, "search cache %s", c.entry.Name)
 	}
 	return l[:min(len(l), MaxFound)], nil
+}
+
+// CheckQuery returns what FindPaths looks for when asked for query, or
+// the error it returns.
+func CheckQuery(query string) (string, error) {
+	q := strings.TrimSpace(query)
+	switch {
+	case len(q) > MaxQuery:
+		return "", errorf(CodeInvalid, "the search is longer than %d bytes", MaxQuery)
+	case strings.ContainsFunc(q, func(r rune) bool { return !unicode.IsPrint(r) }):
+		return "", errorf(CodeInvalid, "the search has characters that are not printable")
+	}
+	q = strings.TrimPrefix(q, storepath.StoreDir+"/")
+	if hash, _, ok := strings.Cut(q, "-"); ok && len(hash) == 32 && isNix32(hash) {
+		q = hash // a store path's base name: its hash finds it
+	}
+	if q == "" {
+		return "", errorf(CodeInvalid, "type the start of a name or hash to search for")
+	}
+	return q, nil
 }
 
 // isNix32 reports whether s is made of the characters of Nix's base 32.

@@ -15,7 +15,7 @@ import (
 )
 
 // pageNames are the templates of pages; each is parsed with layout.html.
-var pageNames = []string{"index", "cache", "search", "path", "gc", "login", "error"}
+var pageNames = []string{"index", "cache", "search", "searchall", "path", "gc", "login", "error"}
 
 // parsePages parses each page with the layout.
 func parsePages(a *assets) (map[string]*template.Template, error) {
@@ -120,21 +120,33 @@ func (indexPage) title() string { return "Caches" }
 
 // index is the landing page: the caches the visitor may see.
 func (h *Handler) index(q *request) error {
-	caches, err := h.svc.ListCaches(q.r.Context())
+	caches, err := h.visibleCaches(q)
 	if err != nil {
 		return err
 	}
-	p := q.principal()
 	page := indexPage{PublicURL: h.opts.PublicURL}
 	for _, c := range caches {
-		if c.Private && !p.Can(c.Name, store.PermRead) {
-			continue
-		}
 		page.Caches = append(page.Caches, cacheCard{Name: c.Name, URL: h.opts.PublicURL + "/" + c.Name,
 			PublicKey: c.PublicKey, Private: c.Private})
 	}
 	h.render(q, http.StatusOK, "index", page)
 	return nil
+}
+
+// visibleCaches returns the caches the visitor may see, by name.
+func (h *Handler) visibleCaches(q *request) ([]store.Cache, error) {
+	caches, err := h.svc.ListCaches(q.r.Context())
+	if err != nil {
+		return nil, err
+	}
+	p := q.principal()
+	visible := caches[:0]
+	for _, c := range caches {
+		if !c.Private || p.Can(c.Name, store.PermRead) {
+			visible = append(visible, c)
+		}
+	}
+	return visible, nil
 }
 
 // cacheOf returns the named cache if the request may see it: public ones
@@ -263,6 +275,55 @@ func (h *Handler) search(q *request, name string) error {
 		return err
 	}
 	h.render(q, http.StatusOK, "search", searchPage{Cache: c.Name(), Query: query, Found: found, Limited: len(found) == service.MaxFound})
+	return nil
+}
+
+// maxSearchedCaches bounds the caches one search of every cache asks, so
+// that one request costs at most that many lookups however many caches
+// there are.
+const maxSearchedCaches = 32
+
+type searchAllPage struct {
+	Query   string
+	Groups  []searchPage // the caches where something was found, by name
+	Skipped int          // caches the visitor may see that were not searched
+}
+
+func (searchAllPage) title() string { return "Search" }
+
+// searchAll finds paths by the start of their name or hash in every cache
+// the visitor may see (the first maxSearchedCaches of them, by name).
+func (h *Handler) searchAll(q *request) error {
+	query := q.r.URL.Query().Get("q")
+	if _, err := service.CheckQuery(query); err != nil {
+		return err
+	}
+	caches, err := h.visibleCaches(q)
+	if err != nil {
+		return err
+	}
+	page := searchAllPage{Query: query}
+	if len(caches) > maxSearchedCaches {
+		page.Skipped, caches = len(caches)-maxSearchedCaches, caches[:maxSearchedCaches]
+	}
+	for _, sc := range caches {
+		c, err := h.cacheOf(q, sc.Name)
+		if service.CodeOf(err) == service.CodeNotFound {
+			continue // deleted since it was listed
+		}
+		if err != nil {
+			return err
+		}
+		found, err := h.svc.FindPaths(q.r.Context(), c, query)
+		if err != nil {
+			return err
+		}
+		if len(found) > 0 {
+			page.Groups = append(page.Groups, searchPage{Cache: c.Name(), Query: query, Found: found,
+				Limited: len(found) == service.MaxFound})
+		}
+	}
+	h.render(q, http.StatusOK, "searchall", page)
 	return nil
 }
 

@@ -173,6 +173,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case r.URL.Path == "/" || r.URL.Path == Prefix || r.URL.Path == strings.TrimSuffix(Prefix, "/"):
 		h.get(q, "index", h.index)
+	case rest == "search":
+		h.get(q, "searchall", h.searchAll)
 	case rest == "login":
 		info.kind = "session"
 		h.login(q)

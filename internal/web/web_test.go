@@ -547,3 +547,45 @@ func TestHistoryAndAssets(t *testing.T) {
 		t.Errorf("uPlot's licence: %d", code)
 	}
 }
+
+// TestSearchEveryCache: the landing page's search looks in every cache the
+// visitor may see, and only in those.
+func TestSearchEveryCache(t *testing.T) {
+	e := newEnv(t, web.Options{})
+	e.push("beta", "top-3.0")
+	anon := e.browser()
+	code, hdr, body := anon.get("/")
+	if code != 200 || !strings.Contains(body, `action="/_larder/ui/search"`) {
+		t.Fatalf("landing page has no search of every cache: %d\n%s", code, body)
+	}
+	code, hdr, body = anon.get("/_larder/ui/search?q=top")
+	checkPage(t, "search of every cache", hdr, body)
+	if code != 200 || !strings.Contains(body, `id="found-main"`) || !strings.Contains(body, e.top) ||
+		strings.Contains(body, "found-beta") || strings.Contains(body, "top-3.0") {
+		t.Fatalf("anonymous search of every cache: %d\n%s", code, body)
+	}
+	if code, _, body := anon.get("/_larder/ui/search?q=hidden"); code != 200 || strings.Contains(body, "hidden-thing") ||
+		!strings.Contains(body, "nothing-found") {
+		t.Fatalf("anonymous search for a private path: %d\n%s", code, body)
+	}
+	reader := e.browser()
+	reader.login(e.readToken)
+	if code, _, body := reader.get("/_larder/ui/search?q=hidden"); code != 200 || !strings.Contains(body, "hidden-thing") ||
+		!strings.Contains(body, "found-secret") {
+		t.Fatalf("search with a session of secret: %d\n%s", code, body)
+	}
+	if _, _, body := reader.get("/_larder/ui/search?q=top"); strings.Contains(body, "top-3.0") {
+		t.Fatalf("secret's reader found a path of beta:\n%s", body)
+	}
+	q := `"><script>alert(1)</script>`
+	code, hdr, body = anon.get("/_larder/ui/search?q=" + url.QueryEscape(q))
+	checkPage(t, "hostile search of every cache", hdr, body)
+	if code != 200 || !strings.Contains(body, `&#34;&gt;&lt;script&gt;alert(1)&lt;/script&gt;`) {
+		t.Fatalf("hostile search of every cache: %d\n%s", code, body)
+	}
+	for _, bad := range []string{strings.Repeat("x", service.MaxQuery+1), "a\x00b", ""} {
+		if code, _, body := anon.get("/_larder/ui/search?q=" + url.QueryEscape(bad)); code != 400 {
+			t.Errorf("search of every cache for %q: %d\n%s", bad, code, body)
+		}
+	}
+}
