@@ -187,6 +187,50 @@ type node struct {
 
 // run uploads todo and counts the outcome in res.
 func (u *uploader) run(ctx context.Context, todo []PathInfo, res *Result) {
+	sc := newSchedule(u, todo, res)
+	jobs := make(chan *node, len(sc.order))
+	for _, n := range sc.order {
+		jobs <- n
+	}
+	close(jobs)
+	var wg sync.WaitGroup
+	for range u.opts.Jobs {
+		wg.Go(func() {
+			for n := range jobs {
+				if ctx.Err() != nil {
+					return
+				}
+				n.started = time.Now()
+				u.opts.Reporter.Started(n.p)
+				m, err := u.uploadNar(ctx, n.p)
+				sc.mu.Lock()
+				n.m = m
+				if err != nil {
+					n.claimed = true
+					sc.finish(n, err)
+				} else {
+					n.uploaded = true
+				}
+				sc.mu.Unlock()
+				sc.publish(ctx)
+			}
+		})
+	}
+	wg.Wait()
+	sc.stop()
+}
+
+// schedule is the state of a push's paths, which the uploader's workers
+// share under mu.
+type schedule struct {
+	u     *uploader
+	res   *Result
+	mu    sync.Mutex
+	order []*node // largest NAR first
+}
+
+// newSchedule links the paths of todo to those of todo they refer to.
+func newSchedule(u *uploader, todo []PathInfo, res *Result) *schedule {
 	nodes := make(map[string]*node, len(todo))
 	order := make([]*node, 0, len(todo))
 	for _, p := range todo {
@@ -202,98 +246,76 @@ func (u *uploader) run(ctx context.Context, todo []PathInfo, res *Result) {
 		}
 	}
 	slices.SortStableFunc(order, func(a, b *node) int { return cmp.Compare(b.p.NarSize, a.p.NarSize) })
-	var mu sync.Mutex
-	// finish records a path's outcome; called with mu held.
-	finish := func(n *node, err error) {
-		if err != nil {
-			n.failed = err
-			res.Failed++
-		} else {
-			n.published = true
-			res.Pushed++
-			res.Sent += n.m.fileSize
-			res.NarBytes += n.p.NarSize
-		}
-		u.opts.Reporter.Finished(n.p, n.m.fileSize, time.Since(n.started), err)
+	return &schedule{u: u, res: res, order: order}
+}
+
+// finish records a path's outcome; called with mu held.
+func (sc *schedule) finish(n *node, err error) {
+	if err != nil {
+		n.failed = err
+		sc.res.Failed++
+	} else {
+		n.published = true
+		sc.res.Pushed++
+		sc.res.Sent += n.m.fileSize
+		sc.res.NarBytes += n.p.NarSize
 	}
-	// next claims a path whose narinfo may go now, failing those that never
-	// can; called with mu held.
-	var next func() *node
-	next = func() *node {
-		for _, n := range order {
-			if !n.uploaded || n.claimed || n.failed != nil {
-				continue
-			}
-			ready := true
-			for _, r := range n.refs {
-				switch {
-				case r.failed != nil:
-					n.claimed = true
-					finish(n, fmt.Errorf("%s, which it refers to, could not be pushed", r.p.Path))
-					return next()
-				case !r.published:
-					ready = false
-				}
-			}
-			if ready {
+	sc.u.opts.Reporter.Finished(n.p, n.m.fileSize, time.Since(n.started), err)
+}
+
+// next claims a path whose narinfo may go now, failing those that never
+// can; called with mu held.
+func (sc *schedule) next() *node {
+	for _, n := range sc.order {
+		if !n.uploaded || n.claimed || n.failed != nil {
+			continue
+		}
+		ready := true
+		for _, r := range n.refs {
+			switch {
+			case r.failed != nil:
 				n.claimed = true
-				return n
+				sc.finish(n, fmt.Errorf("%s, which it refers to, could not be pushed", r.p.Path))
+				return sc.next()
+			case !r.published:
+				ready = false
 			}
 		}
-		return nil
-	}
-	// publish sends every narinfo that may go.
-	publish := func() {
-		for {
-			mu.Lock()
-			n := next()
-			mu.Unlock()
-			if n == nil {
-				return
-			}
-			err := u.publish(ctx, n.p, n.m)
-			mu.Lock()
-			finish(n, err)
-			mu.Unlock()
+		if ready {
+			n.claimed = true
+			return n
 		}
 	}
-	jobs := make(chan *node, len(order))
-	for _, n := range order {
-		jobs <- n
+	return nil
+}
+
+// publish sends every narinfo that may go.
+func (sc *schedule) publish(ctx context.Context) {
+	for {
+		sc.mu.Lock()
+		n := sc.next()
+		sc.mu.Unlock()
+		if n == nil {
+			return
+		}
+		err := sc.u.publish(ctx, n.p, n.m)
+		sc.mu.Lock()
+		sc.finish(n, err)
+		sc.mu.Unlock()
 	}
-	close(jobs)
-	var wg sync.WaitGroup
-	for range u.opts.Jobs {
-		wg.Go(func() {
-			for n := range jobs {
-				if ctx.Err() != nil {
-					return
-				}
-				n.started = time.Now()
-				u.opts.Reporter.Started(n.p)
-				m, err := u.uploadNar(ctx, n.p)
-				mu.Lock()
-				n.m = m
-				if err != nil {
-					n.claimed = true
-					finish(n, err)
-				} else {
-					n.uploaded = true
-				}
-				mu.Unlock()
-				publish()
-			}
-		})
+}
+
+// stop fails what is left once the workers are done: what failed keeps
+// what refers to it from being published, and the push may have been
+// stopped.
+func (sc *schedule) stop() {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	for sc.next() != nil {
 	}
-	wg.Wait()
-	// What failed keeps what refers to it from being published: say so.
-	mu.Lock()
-	defer mu.Unlock()
-	for next() != nil {
-	}
-	for _, n := range order {
+	for _, n := range sc.order {
 		if !n.published && n.failed == nil {
-			finish(n, errors.New("not pushed: the push was stopped"))
+			sc.finish(n, errors.New("not pushed: the push was stopped"))
 		}
 	}
 }
