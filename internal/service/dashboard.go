@@ -10,6 +10,7 @@ import (
 	"io"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -124,6 +125,36 @@ func isNix32(s string) bool {
 	})
 }
 
+// narInfoFields splits a rendered narinfo into its fields.
+func narInfoFields(body []byte) [][2]string {
+	var fields [][2]string
+	sc := bufio.NewScanner(bytes.NewReader(body))
+	sc.Buffer(nil, len(body)+1)
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(sc.Text(), ": "); ok {
+			fields = append(fields, [2]string{k, v})
+		}
+	}
+	return fields
+}
+
+// upstreamFields returns what the cache knows of an upstream-only path:
+// the fields its upstream signed, and the upstream that holds it.
+func upstreamFields(rec store.NarInfo) [][2]string {
+	f := [][2]string{{"StorePath", rec.StorePath}, {"NarHash", "sha256:" + rec.NarHash},
+		{"NarSize", strconv.FormatInt(rec.NarSize, 10)}, {"References", strings.Join(rec.References, " ")}}
+	if rec.Deriver != "" {
+		f = append(f, [2]string{"Deriver", rec.Deriver})
+	}
+	for _, sig := range rec.Sigs {
+		f = append(f, [2]string{"Sig", sig})
+	}
+	if rec.CA != "" {
+		f = append(f, [2]string{"CA", rec.CA})
+	}
+	return append(f, [2]string{"Upstream", rec.Upstream})
+}
+
 // PathRef is a reference of a path, and whether the cache holds it.
 type PathRef struct {
 	Name    string // the store path's base name, "<hash>-<name>"
@@ -167,17 +198,15 @@ func (s *Service) Path(ctx context.Context, c Cache, hash string) (PathDetails, 
 		return d, errorf(CodeInvalid, "%q is not a store path hash", hash)
 	}
 	body, rec, nar, err := s.narInfo(ctx, c, hash)
-	if err != nil {
+	switch {
+	case err == nil:
+		d.Fields = narInfoFields(body)
+	case rec.Upstream != "":
+		d.Fields = upstreamFields(rec) // no file of the cache's: its record
+	default:
 		return d, err
 	}
 	d.NarInfo, d.Nar = rec, nar
-	sc := bufio.NewScanner(bytes.NewReader(body))
-	sc.Buffer(nil, len(body)+1)
-	for sc.Scan() {
-		if k, v, ok := strings.Cut(sc.Text(), ": "); ok {
-			d.Fields = append(d.Fields, [2]string{k, v})
-		}
-	}
 	if d.References, err = s.references(ctx, c, rec); err != nil {
 		return d, err
 	}

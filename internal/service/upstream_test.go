@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -339,6 +340,12 @@ func TestUpstreamSkipOnWriterLookup(t *testing.T) {
 	res, err := e.svc.MissingPaths(ctx, c, []string{p.hash, other.hash}, false)
 	if err != nil || len(res.Missing) != 1 || res.Missing[0] != other.hash || len(res.Upstream) != 1 || res.Upstream[0] != p.hash {
 		t.Fatalf("missing paths (as a reader): %+v, %v", res, err)
+	}
+	// The dashboard shows it, with the upstream that holds it.
+	d, err := e.svc.Path(ctx, c, p.hash)
+	if err != nil || d.NarInfo.Upstream == "" || !slices.Contains(d.Fields, [2]string{"Upstream", d.NarInfo.Upstream}) ||
+		!slices.Contains(d.Fields, [2]string{"StorePath", d.NarInfo.StorePath}) {
+		t.Fatalf("dashboard of an upstream-only path: %+v, %v", d, err)
 	}
 }
 
