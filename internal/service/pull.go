@@ -152,7 +152,9 @@ func (s *Service) runPull(ctx context.Context, c Cache, n UpstreamNar, p *pull, 
 	s.pulls.mu.Lock()
 	delete(s.pulls.m, k)
 	s.pulls.mu.Unlock()
-	p.finish(err)
+	// The readers learn the end last: by then a forged path is distrusted
+	// and logged, so that what a reader does next sees it so.
+	defer p.finish(err)
 	switch {
 	case err != nil:
 		s.metrics.UpstreamNar(metrics.NarFailed, counted.n)
