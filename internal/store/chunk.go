@@ -77,7 +77,9 @@ type ChunkStore interface {
 	// nothing, if there is no Nar p.FileHash, or it is Missing or packed
 	// already, or its BlobKey is not p.BlobKey; and ErrChunkGone,
 	// recording nothing, if a hash of p.Chunks names a chunk neither
-	// stored nor in p.New.
+	// stored nor in p.New. An empty p.Chunks or p.PackedHash, or a chunk
+	// of p.New in none of p.Packs, is another error, recording nothing:
+	// the Nar would be left with nothing to serve.
 	PackNar(ctx context.Context, p PackedNar) error
 	// NarChunks returns the chunks of the packed Nar with file hash
 	// fileHash in order, repeats included, or ErrNotFound if there is no
@@ -85,7 +87,9 @@ type ChunkStore interface {
 	NarChunks(ctx context.Context, fileHash string) ([]Chunk, error)
 	// CachePackedNar returns the packed Nar whose PackedHash is
 	// packedHash if it is linked to the cache, as CacheNar does, or
-	// ErrNotFound.
+	// ErrNotFound. Several Nars can have one PackedHash (a NAR uploaded
+	// with two compressions is cut into the same chunks): it returns one
+	// that is not Missing if the cache links one, the first by file hash.
 	CachePackedNar(ctx context.Context, cacheID int64, packedHash string) (Nar, error)
 	// WholeNars returns up to limit Nars stored whole (not packed, not
 	// Missing) whose NarSize is at least minSize and whose file hashes
@@ -108,7 +112,8 @@ type ChunkStore interface {
 	// whose chunks still lie in the pack from (each with the Offset and
 	// Length given; Pack is p.Key). It then removes the record of from if
 	// no chunk lies in it, and reports whether it did; its blob is then
-	// the caller's to delete, once no reader needs it.
+	// the caller's to delete, once no reader needs it. It returns
+	// ErrNotFound, recording nothing, if there is no pack from.
 	MoveChunks(ctx context.Context, from string, p Pack, moved []Chunk) (bool, error)
 	// ChunkStats counts what the index holds.
 	ChunkStats(ctx context.Context) (ChunkStats, error)

@@ -43,6 +43,9 @@ func (s *Store) FindChunks(ctx context.Context, hashes []string) (map[string]sto
 // remove them until it commits (and a chunk UnusedChunks has locked first
 // is not found once it is removed: ErrChunkGone).
 func (s *Store) PackNar(ctx context.Context, p store.PackedNar) error {
+	if err := checkPacked(p); err != nil {
+		return err
+	}
 	err := s.tx(ctx, func(tx pgx.Tx) error {
 		var narID int64
 		err := tx.QueryRow(ctx, `SELECT id FROM nars WHERE file_hash = $1 AND blob_key = $2
@@ -77,6 +80,18 @@ func (s *Store) PackNar(ctx context.Context, p store.PackedNar) error {
 	})
 	if err != nil {
 		return fmt.Errorf("pack nar %s: %w", p.FileHash, translate(err))
+	}
+	return nil
+}
+
+// checkPacked returns an error if p lacks its chunk list or its packed
+// hash: recorded, it would leave the Nar with nothing to serve.
+func checkPacked(p store.PackedNar) error {
+	switch {
+	case len(p.Chunks) == 0:
+		return fmt.Errorf("pack nar %s: no chunks", p.FileHash)
+	case p.PackedHash == "":
+		return fmt.Errorf("pack nar %s: no packed hash", p.FileHash)
 	}
 	return nil
 }
@@ -149,12 +164,13 @@ func (s *Store) NarChunks(ctx context.Context, fileHash string) ([]store.Chunk, 
 }
 
 // CachePackedNar returns the packed Nar linked to the cache whose packed
-// hash is packedHash, or store.ErrNotFound.
+// hash is packedHash, or store.ErrNotFound. Of several (one NAR uploaded
+// with two compressions), one not Missing comes first, then by file hash.
 func (s *Store) CachePackedNar(ctx context.Context, cacheID int64, packedHash string) (store.Nar, error) {
 	n, err := one(ctx, s, scanNar, `SELECT n.file_hash, n.file_size, n.compression, n.nar_hash, n.nar_size, n.md5,
 		n.blob_key, cn.created_at, n.missing, n.packed_hash, n.packed_size FROM nars n
 		JOIN cache_nars cn ON cn.nar_id = n.id AND cn.cache_id = $1
-		WHERE n.packed_hash = $2 AND n.packed_hash <> ''`, cacheID, packedHash)
+		WHERE n.packed_hash = $2 AND n.packed_hash <> '' ORDER BY n.missing, n.file_hash LIMIT 1`, cacheID, packedHash)
 	if err != nil {
 		return store.Nar{}, fmt.Errorf("get packed nar %s of cache %d: %w", packedHash, cacheID, translate(err))
 	}
