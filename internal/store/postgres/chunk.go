@@ -41,7 +41,10 @@ func (s *Store) FindChunks(ctx context.Context, hashes []string) (map[string]sto
 // is locked, so that UnusedNars and another PackNar of it wait; the chunks
 // it lists are read with a key share lock, so that UnusedChunks cannot
 // remove them until it commits (and a chunk UnusedChunks has locked first
-// is not found once it is removed: ErrChunkGone).
+// is not found once it is removed: ErrChunkGone). The stored chunks among
+// the new ones are locked so before the new ones are inserted: one that
+// an insert skips as stored cannot then go before it is read, which would
+// be ErrChunkGone for a chunk of p.New.
 func (s *Store) PackNar(ctx context.Context, p store.PackedNar) error {
 	if err := checkPacked(p); err != nil {
 		return err
@@ -112,9 +115,15 @@ func insertChunks(ctx context.Context, tx pgx.Tx, chunks []store.Chunk, packIDs 
 		}
 		hashes[i], sizes[i], packs[i], offsets[i], lengths[i] = c.Hash, c.Size, id, c.Offset, c.Length
 	}
+	if _, err := tx.Exec(ctx, `SELECT FROM chunks WHERE hash = ANY($1) FOR KEY SHARE`, hashes); err != nil {
+		return err
+	}
+	// In the order of the unique index, so that two of them inserting the
+	// same chunks wait for each other instead of deadlocking.
 	_, err := tx.Exec(ctx, `INSERT INTO chunks (hash, size, pack_id, pack_offset, length)
 		SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[])
-		ON CONFLICT (hash) DO NOTHING`, hashes, sizes, packs, offsets, lengths)
+			AS u (hash, size, pack_id, pack_offset, length)
+		ORDER BY u.hash ON CONFLICT (hash) DO NOTHING`, hashes, sizes, packs, offsets, lengths)
 	return err
 }
 

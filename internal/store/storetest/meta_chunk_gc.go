@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -22,6 +23,8 @@ var chunkGCTests = []metaTest{
 	{"ChunkMoveUnknown", testChunkMoveUnknown},
 	{"ChunkMissingReplaced", testChunkMissingReplaced},
 	{"ChunkHugeList", testChunkHugeList},
+	{"ChunkPackCreatedAt", testChunkPackCreatedAt},
+	{"ChunkPackWhileCollecting", testChunkPackWhileCollecting},
 }
 
 // mustUnusedChunks fails t unless UnusedChunks with limit removes n chunks
@@ -358,4 +361,69 @@ func testChunkHugeList(t *testing.T, s store.MetaStore) {
 	dropNar(t, s, c.ID, b)
 	mustUnusedChunks(t, s, 2*hugeChunks, hugeChunks, p2.Key)
 	mustChunkStats(t, s, "after removing every chunk", store.ChunkStats{})
+}
+
+func testChunkPackCreatedAt(t *testing.T, s store.MetaStore) {
+	c := createCache(t, s, "main")
+	n := addNar(t, s, c.ID, newNar("a"))
+	p := store.Pack{Key: "pack/now", Size: 100}
+	before := time.Now()
+	packNar(t, s, n, packedOf(n, []string{"c1"}, []store.Chunk{chunkIn("c1", p, 0, 10)}, p))
+	got, err := s.SparsePacks(t.Context(), time.Now().Add(time.Hour), 1, 10)
+	mustOK(t, "sparse packs", err)
+	if len(got) != 1 || got[0].Key != p.Key || got[0].Live != 10 || got[0].Chunks != 1 || got[0].Size != 100 {
+		t.Fatalf("sparse packs: %+v", got)
+	}
+	mustRecent(t, "pack with a zero CreatedAt", got[0].CreatedAt, before)
+}
+
+// testChunkPackWhileCollecting packs Nars that reuse the one chunk the Nar
+// packed before lists while that Nar and then its chunk are removed: each
+// PackNar either records the Nar or, the chunk gone, fails with
+// ErrChunkGone and records nothing.
+func testChunkPackWhileCollecting(t *testing.T, s store.MetaStore) {
+	ctx := t.Context()
+	c := createCache(t, s, "main")
+	prev := addNar(t, s, c.ID, newNar("n-first"))
+	p0 := testPack("first", 10)
+	prev = packNar(t, s, prev, packedOf(prev, []string{"c1"}, []store.Chunk{chunkIn("c1", p0, 0, 10)}, p0))
+	future := time.Now().Add(100 * 365 * 24 * time.Hour)
+	gone := 0
+	for i := range 30 {
+		n := addNar(t, s, c.ID, newNar(fmt.Sprint("n", i)))
+		found, err := s.FindChunks(ctx, []string{chunkHash("c1")})
+		mustOK(t, "find c1", err)
+		p := packedOf(n, []string{"c1"}, nil)
+		if len(found) == 0 {
+			pk := testPack(fmt.Sprint("p", i), 10)
+			p.New, p.Packs = []store.Chunk{chunkIn("c1", pk, 0, 10)}, []store.Pack{pk}
+		}
+		done := make(chan error, 1)
+		go func() {
+			_, err := s.UnlinkNar(ctx, c.ID, prev.FileHash)
+			if err == nil {
+				_, err = s.UnusedNars(ctx, future, 10, false)
+			}
+			if err == nil {
+				_, _, err = s.UnusedChunks(ctx, 10)
+			}
+			done <- err
+		}()
+		err = s.PackNar(ctx, p)
+		mustOK(t, "collect the nar packed before", <-done)
+		if errors.Is(err, store.ErrChunkGone) {
+			gone++
+			mustStillWhole(t, s, "after a pack of a collected chunk", n)
+			prev = n
+			continue
+		}
+		mustOK(t, "pack a nar while collecting", err)
+		chunks, err := s.NarChunks(ctx, n.FileHash)
+		mustOK(t, "chunks of the nar packed while collecting", err)
+		if len(chunks) != 1 || chunks[0].Hash != chunkHash("c1") {
+			t.Fatalf("chunks of the nar packed while collecting: %+v", chunks)
+		}
+		prev = n
+	}
+	t.Logf("%d of 30 packs found their chunk gone", gone)
 }
