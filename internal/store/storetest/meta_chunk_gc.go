@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -25,6 +26,8 @@ var chunkGCTests = []metaTest{
 	{"ChunkHugeList", testChunkHugeList},
 	{"ChunkPackCreatedAt", testChunkPackCreatedAt},
 	{"ChunkPackWhileCollecting", testChunkPackWhileCollecting},
+	{"ChunkPackConcurrent", testChunkPackConcurrent},
+	{"ChunkPackSameNarConcurrent", testChunkPackSameNarConcurrent},
 }
 
 // mustUnusedChunks fails t unless UnusedChunks with limit removes n chunks
@@ -250,7 +253,8 @@ func testChunkMove(t *testing.T, s store.MetaStore) {
 	pc, err = s.PackChunks(ctx, p1.Key)
 	mustOK(t, "chunks of the removed pack", err)
 	mustChunks(t, "chunks of the removed pack", pc, nil)
-	mustChunkStats(t, s, "after the last move", store.ChunkStats{Chunks: 4, Packs: 3, PackBytes: 15 + 60 + 100, LiveBytes: 70, NarChunks: 6})
+	mustChunkStats(t, s, "after the last move",
+		store.ChunkStats{Chunks: 4, Packs: 3, PackBytes: 15 + 60 + 100, LiveBytes: 70, NarChunks: 6})
 	mustOrphans(t, s, "the pack moved from", p1.Key)
 	mustHeldBlobs(t, s, "the packs moved to", p2.Key, p3.Key, p9.Key)
 	mustUnusedChunks(t, s, 100, 0)
@@ -286,7 +290,8 @@ func testChunkMoveUnknown(t *testing.T, s store.MetaStore) {
 	p9 := store.Pack{Key: "pack/p9", Size: 40, CreatedAt: chunkTime}
 	_, err := s.MoveChunks(ctx, "pack/unknown", p9, nil)
 	mustNotFound(t, "move chunks of an unknown pack", err)
-	mustChunkStats(t, s, "after moving from an unknown pack", store.ChunkStats{Chunks: 3, Packs: 2, PackBytes: 135, LiveBytes: 70, NarChunks: 4})
+	mustChunkStats(t, s, "after moving from an unknown pack",
+		store.ChunkStats{Chunks: 3, Packs: 2, PackBytes: 135, LiveBytes: 70, NarChunks: 4})
 	mustOrphans(t, s, "the pack moved to", p9.Key)
 }
 
@@ -426,4 +431,85 @@ func testChunkPackWhileCollecting(t *testing.T, s store.MetaStore) {
 		prev = n
 	}
 	t.Logf("%d of 30 packs found their chunk gone", gone)
+}
+
+// testChunkPackConcurrent packs Nars at once, each with the same new
+// chunks in its own order and its own pack: each is recorded, and each
+// chunk once, in one of the packs. Neither waits for the other forever.
+func testChunkPackConcurrent(t *testing.T, s store.MetaStore) {
+	ctx := t.Context()
+	c := createCache(t, s, "main")
+	const nars, chunks = 8, 2000
+	seeds := make([]string, chunks)
+	for i := range seeds {
+		seeds[i] = fmt.Sprint("c", i)
+	}
+	var ps []store.PackedNar
+	for i := range nars {
+		n := addNar(t, s, c.ID, newNar(fmt.Sprint("n", i)))
+		order := slices.Clone(seeds)
+		if i%2 == 1 { // so that inserts in the given order deadlock
+			slices.Reverse(order)
+		}
+		p, _, l := onePack(fmt.Sprint("p", i), order...)
+		ps = append(ps, packedOf(n, order, l, p))
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, nars)
+	for i, p := range ps {
+		wg.Go(func() { errs[i] = s.PackNar(ctx, p) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		mustOK(t, fmt.Sprint("pack nar ", i, " at once"), err)
+	}
+	found, err := s.FindChunks(ctx, ps[0].Chunks)
+	mustOK(t, "find the chunks", err)
+	if len(found) != chunks {
+		t.Fatalf("find the chunks: found %d, want %d", len(found), chunks)
+	}
+	for i, p := range ps {
+		got, err := s.NarChunks(ctx, p.FileHash)
+		mustOK(t, fmt.Sprint("chunks of nar ", i), err)
+		want := make([]store.Chunk, len(p.Chunks))
+		for j, h := range p.Chunks {
+			want[j] = found[h]
+		}
+		mustChunks(t, fmt.Sprint("chunks of nar ", i), got, want)
+	}
+	st, err := s.ChunkStats(ctx)
+	mustOK(t, "chunk stats", err)
+	if st.Chunks != chunks || st.Packs != nars || st.NarChunks != nars*chunks {
+		t.Fatalf("chunk stats: %+v", st)
+	}
+}
+
+// testChunkPackSameNarConcurrent packs one Nar twice at once: one is
+// recorded, the other finds it packed already and records nothing.
+func testChunkPackSameNarConcurrent(t *testing.T, s store.MetaStore) {
+	ctx := t.Context()
+	c := createCache(t, s, "main")
+	n := addNar(t, s, c.ID, newNar("a"))
+	var ps []store.PackedNar
+	for i := range 2 {
+		p, _, l := onePack(fmt.Sprint("p", i), fmt.Sprint("x", i), "shared")
+		ps = append(ps, packedOf(n, []string{fmt.Sprint("x", i), "shared"}, l, p))
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, len(ps))
+	for i, p := range ps {
+		wg.Go(func() { errs[i] = s.PackNar(ctx, p) })
+	}
+	wg.Wait()
+	won := 0
+	if errs[1] == nil {
+		won = 1
+	}
+	mustOK(t, "pack the nar at once, the first", errs[won])
+	mustNotFound(t, "pack the nar at once, the second", errs[1-won])
+	_, by, _ := onePack(fmt.Sprint("p", won), fmt.Sprint("x", won), "shared")
+	mustNarChunks(t, s, n, chunksOf(by, fmt.Sprint("x", won), "shared")...)
+	mustChunkStats(t, s, "after packing the nar twice at once",
+		store.ChunkStats{Chunks: 2, Packs: 1, PackBytes: 35, LiveBytes: 30, NarChunks: 2})
+	mustOrphans(t, s, "the pack of the second", fmt.Sprint("pack/p", 1-won))
 }
