@@ -17,16 +17,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/bits"
 
+	chunkers "github.com/PlakarKorp/go-cdc-chunkers"
+	_ "github.com/PlakarKorp/go-cdc-chunkers/chunkers/fastcdc" // registers the algorithm
 	"github.com/klauspost/compress/zstd"
-	"github.com/restic/chunker"
 )
 
-// pol is the polynomial of the rolling hash that finds chunk boundaries. It
-// is fixed, so that every process and every version of larder cuts the same
-// bytes at the same places, and a chunk stored once is found again.
-const pol = chunker.Pol(0x3DA3358B4DC173)
+// algorithm finds chunk boundaries: FastCDC as its paper specifies it, in a
+// version its library keeps stable, so that every process and every
+// version of larder cuts the same bytes at the same places, and a chunk
+// stored once is found again.
+const algorithm = "fastcdc-v1.0.0"
 
 // Sizes bound the chunks: the average is a power of two; a chunk is never
 // smaller than a quarter of it nor larger than eight times it.
@@ -80,23 +81,25 @@ func Cut(r io.Reader, o Options, fn func(Piece) error) error {
 	if err := o.Check(); err != nil {
 		return err
 	}
-	avg := o.average()
-	c := chunker.NewWithBoundaries(r, pol, uint(avg/4), uint(8*avg))
-	c.SetAverageBits(bits.TrailingZeros64(uint64(avg)))
-	buf := make([]byte, 8*avg)
+	avg := int(o.average())
+	c, err := chunkers.NewChunker(algorithm, r, &chunkers.ChunkerOpts{MinSize: avg / 4, NormalSize: avg, MaxSize: 8 * avg})
+	if err != nil {
+		return err
+	}
 	for {
-		ch, err := c.Next(buf)
-		if errors.Is(err, io.EOF) {
-			return nil
+		data, err := c.Next()
+		if err != nil && !errors.Is(err, io.EOF) {
+			return err
+		}
+		if len(data) > 0 { // the last chunk may come with io.EOF
+			sum := sha256.Sum256(data)
+			if err := fn(Piece{Data: data, Hash: hex.EncodeToString(sum[:])}); err != nil {
+				return err
+			}
 		}
 		if err != nil {
-			return err
+			return nil
 		}
-		sum := sha256.Sum256(ch.Data)
-		if err := fn(Piece{Data: ch.Data, Hash: hex.EncodeToString(sum[:])}); err != nil {
-			return err
-		}
-		buf = ch.Data[:cap(ch.Data)]
 	}
 }
 

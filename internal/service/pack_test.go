@@ -415,6 +415,12 @@ func TestVerifyChunked(t *testing.T) {
 // compressible text: cutting, hashing, compressing, packing, and reading it
 // back to check it. SetBytes makes the MB/s column the ingest speed.
 func BenchmarkRechunk(b *testing.B) {
+	for _, l := range []zstd.EncoderLevel{zstd.SpeedFastest, zstd.SpeedDefault} {
+		b.Run(l.String(), func(b *testing.B) { benchmarkRechunk(b, chunk.Options{Level: l}) })
+	}
+}
+
+func benchmarkRechunk(b *testing.B, o chunk.Options) {
 	dir := b.TempDir()
 	words := []string{"nix ", "store ", "path ", "larder ", "chunk ", "pack\n", "zstd ", "frame ", "0123456789abcdef "}
 	r := rand.New(rand.NewPCG(1, 2))
@@ -437,11 +443,13 @@ func BenchmarkRechunk(b *testing.B) {
 	b.SetBytes(int64(len(data)))
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
-		e := newChunkEnvWith(b, chunk.Options{})
+		e := newChunkEnvWith(b, o)
 		e.pushNar(b, e.cache, data, "none")
 		b.StartTimer()
-		if r, err := e.svc.Rechunk(b.Context(), nil); err != nil || r.Nars != 1 {
+		r, err := e.svc.Rechunk(b.Context(), nil)
+		if err != nil || r.Nars != 1 {
 			b.Fatalf("%+v %v", r, err)
 		}
+		b.ReportMetric(float64(r.After)/float64(r.NarBytes), "stored/nar")
 	}
 }
