@@ -56,10 +56,11 @@ func NewPackWriter(blobs store.BlobStore, size int64) *PackWriter {
 // Add appends the frame of the chunk with the given hash and uncompressed
 // size to the pack being filled, putting the pack first if the frame would
 // take it past its size.
-func (w *PackWriter) Add(ctx context.Context, hash string, size int64, frame []byte) error {
+// It returns the record of the chunk.
+func (w *PackWriter) Add(ctx context.Context, hash string, size int64, frame []byte) (store.Chunk, error) {
 	if len(w.buf) > 0 && int64(len(w.buf)+len(frame)) > w.size {
 		if err := w.Flush(ctx); err != nil {
-			return err
+			return store.Chunk{}, err
 		}
 	}
 	if w.key == "" {
@@ -68,10 +69,20 @@ func (w *PackWriter) Add(ctx context.Context, hash string, size int64, frame []b
 			w.buf = make([]byte, 0, min(w.size, 1<<20))
 		}
 	}
-	w.open = append(w.open, store.Chunk{Hash: hash, Size: size, Pack: w.key,
-		Offset: int64(len(w.buf)), Length: int64(len(frame))})
+	c := store.Chunk{Hash: hash, Size: size, Pack: w.key, Offset: int64(len(w.buf)), Length: int64(len(frame))}
+	w.open = append(w.open, c)
 	w.buf = append(w.buf, frame...)
-	return nil
+	return c, nil
+}
+
+// Filling returns the frame of c if c lies in the pack being filled, whose
+// bytes are not in the blob store yet. The bytes are valid until the next
+// Add or Flush.
+func (w *PackWriter) Filling(c store.Chunk) ([]byte, bool) {
+	if c.Pack == "" || c.Pack != w.key {
+		return nil, false
+	}
+	return w.buf[c.Offset : c.Offset+c.Length], true
 }
 
 // Flush puts the pack being filled, if it holds anything.

@@ -87,7 +87,7 @@ func (s *Service) repackOne(ctx context.Context, p store.PackUsage) error {
 			pw.Abandon(context.WithoutCancel(ctx))
 			return internal(err, "read chunk %s of pack %s", c.Hash, p.Key)
 		}
-		if err := pw.Add(ctx, c.Hash, c.Size, frame); err != nil {
+		if _, err := pw.Add(ctx, c.Hash, c.Size, frame); err != nil {
 			pw.Abandon(context.WithoutCancel(ctx))
 			return internal(err, "repack %s", p.Key)
 		}

@@ -260,7 +260,7 @@ func (s *Service) deleteUnusedNars(ctx context.Context, dryRun bool) (int, int64
 		}
 		for _, nar := range nars {
 			n, bytes = n+1, bytes+nar.FileSize
-			if dryRun {
+			if dryRun || nar.BlobKey == "" { // chunked: its chunks go with deleteUnusedChunks
 				continue
 			}
 			if err := ignoreNotFound(s.blobs.Delete(ctx, nar.BlobKey)); err != nil {

@@ -314,9 +314,13 @@ func (s *Service) ReadNar(ctx context.Context, c Cache, f NarFile, offset, lengt
 	}
 	r, err := s.blobs.Get(ctx, f.BlobKey, offset, length)
 	if errors.Is(err, store.ErrNotFound) {
-		// Packed since it was looked up, perhaps: then read it so.
-		if g, gerr := s.Nar(ctx, c, f.Key); gerr == nil && g.form != formWhole && g.Size == f.Size {
-			return s.ReadNar(ctx, c, g, offset, length)
+		// Chunked since it was looked up, perhaps: then read it so, if it
+		// is still the bytes promised.
+		if g, gerr := s.Nar(ctx, c, f.Key); gerr == nil && g.form != formWhole {
+			if g.Size == f.Size && g.ETag == f.ETag {
+				return s.ReadNar(ctx, c, g, offset, length)
+			}
+			return nil, errorf(CodeUnavailable, "%s was stored anew while it was read; try again", f.Key)
 		}
 		return nil, s.narLost(ctx, c, f.Nar)
 	}

@@ -1,10 +1,13 @@
 package service
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"time"
 
@@ -171,110 +174,188 @@ func (s *Service) packNar(ctx context.Context, n store.Nar) (int64, error) {
 
 // packOnce is one attempt of packNar.
 func (s *Service) packOnce(ctx context.Context, n store.Nar) (int64, error) {
-	pw := chunk.NewPackWriter(s.blobs, s.chunking.PackSize)
-	hashes, err := s.cutNar(ctx, n, pw)
-	if err == nil {
-		err = pw.Flush(ctx)
-	}
-	var p store.PackedNar
-	if err == nil {
-		p, err = s.checkPacked(ctx, n, hashes, pw)
-	}
-	if err == nil {
-		err = s.meta.PackNar(ctx, p)
-	}
+	p, err := s.newNarPacker(ctx)
 	if err != nil {
-		pw.Abandon(context.WithoutCancel(ctx))
 		return 0, err
 	}
-	return chunk.FramesSize(pw.Chunks), nil
+	defer p.close()
+	rec, err := p.pack(n)
+	if err == nil {
+		err = s.meta.PackNar(ctx, rec)
+	}
+	if err != nil {
+		p.pw.Abandon(context.WithoutCancel(ctx))
+		return 0, err
+	}
+	return chunk.FramesSize(p.pw.Chunks), nil
 }
 
-// cutNar reads the whole blob of n, cuts the NAR it holds into chunks and
-// adds the frames of the chunks the store lacks to pw. It returns the
-// hashes of all of its chunks in order.
-func (s *Service) cutNar(ctx context.Context, n store.Nar, pw *chunk.PackWriter) ([]string, error) {
-	blob, err := s.blobs.Get(ctx, n.BlobKey, 0, -1)
-	if err != nil {
-		return nil, fmt.Errorf("open the blob of %s: %w", n.FileHash, err)
-	}
-	defer blob.Close()
-	nar, err := compression.Open(ctx, n.Compression, blob, s.decoder)
-	if err != nil {
-		return nil, fmt.Errorf("decompress %s: %w", n.FileHash, err)
-	}
-	defer nar.Close()
+// narPacker chunks one NAR in one pass: it cuts the NAR read from its whole
+// blob, writes the frames of new chunks into packs, and checks, as it
+// goes, that every frame the chunked form is made of decompresses to its
+// chunk (a new one right after it is written, a stored one by reading it
+// back), while it hashes the NAR as read (to check it against its
+// NarHash) and the file the frames make in order (the FileHash larder
+// publishes).
+type narPacker struct {
+	s       *Service
+	ctx     context.Context
+	pw      *chunk.PackWriter
+	enc     *chunk.Encoder
+	dec     *zstd.Decoder
+	fileSum hash.Hash
+	hashes  []string               // of every chunk, in order
+	chunks  map[string]store.Chunk // the chunks of the NAR so far, by hash
+	run     []store.Chunk          // stored chunks whose frames are to be read next
+	frame   []byte
+	plain   []byte
+}
+
+func (s *Service) newNarPacker(ctx context.Context) (*narPacker, error) {
 	enc, err := chunk.NewEncoder(s.chunking.Chunk)
 	if err != nil {
 		return nil, err
 	}
-	defer enc.Close()
-	var hashes []string
-	seen := map[string]bool{} // the chunks of this NAR so far
-	var frame []byte
-	err = chunk.Cut(nar, s.chunking.Chunk, func(c chunk.Piece) error {
-		hashes = append(hashes, c.Hash)
-		if seen[c.Hash] {
-			return nil
-		}
-		seen[c.Hash] = true
-		found, err := s.meta.FindChunks(ctx, []string{c.Hash})
-		if err != nil || len(found) > 0 {
-			return err
-		}
-		frame = enc.Frame(frame[:0], c.Data)
-		return pw.Add(ctx, c.Hash, int64(len(c.Data)), frame)
-	})
+	dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(16*chunk.MaxAverage))
 	if err != nil {
-		return nil, fmt.Errorf("cut %s into chunks: %w", n.FileHash, err)
+		enc.Close()
+		return nil, err
 	}
-	return hashes, nil
+	return &narPacker{s: s, ctx: ctx, pw: chunk.NewPackWriter(s.blobs, s.chunking.PackSize), enc: enc, dec: dec,
+		fileSum: sha256.New(), chunks: map[string]store.Chunk{}}, nil
 }
 
-// checkPacked reads the NAR back from the frames of its chunks, the stored
-// ones and the new ones in pw, and checks that it is n's. It returns the
-// record of the chunked form.
-func (s *Service) checkPacked(ctx context.Context, n store.Nar, hashes []string, pw *chunk.PackWriter) (store.PackedNar, error) {
-	byHash := make(map[string]store.Chunk, len(pw.Chunks))
-	for _, c := range pw.Chunks {
-		byHash[c.Hash] = c
-	}
-	var lookup []string
-	for _, h := range hashes {
-		if _, ok := byHash[h]; !ok {
-			lookup = append(lookup, h)
-		}
-	}
-	for len(lookup) > 0 {
-		batch := lookup[:min(len(lookup), 500)]
-		lookup = lookup[len(batch):]
-		found, err := s.meta.FindChunks(ctx, batch)
-		if err != nil {
-			return store.PackedNar{}, err
-		}
-		for h, c := range found {
-			byHash[h] = c
-		}
-	}
-	list := make([]store.Chunk, len(hashes))
-	for i, h := range hashes {
-		c, ok := byHash[h]
-		if !ok {
-			return store.PackedNar{}, fmt.Errorf("chunk %s: %w", h, store.ErrChunkGone)
-		}
-		list[i] = c
-	}
-	fileSum, narSum, narSize, err := hashFrames(ctx, s.blobs, list)
+func (p *narPacker) close() {
+	p.enc.Close()
+	p.dec.Close()
+}
+
+// pack chunks n and returns the record of its chunked form.
+func (p *narPacker) pack(n store.Nar) (store.PackedNar, error) {
+	blob, err := p.s.blobs.Get(p.ctx, n.BlobKey, 0, -1)
 	if err != nil {
-		return store.PackedNar{}, fmt.Errorf("read %s back from its chunks: %w", n.FileHash, err)
+		return store.PackedNar{}, fmt.Errorf("open the blob of %s: %w", n.FileHash, err)
 	}
-	if nixbase32.EncodeToString(narSum) != n.NarHash || narSize != n.NarSize {
-		return store.PackedNar{}, fmt.Errorf("%s read back from its chunks is a NAR of %d bytes with sha256:%s, not %d bytes with sha256:%s",
-			n.FileHash, narSize, nixbase32.EncodeToString(narSum), n.NarSize, n.NarHash)
+	defer blob.Close()
+	nar, err := compression.Open(p.ctx, n.Compression, blob, p.s.decoder)
+	if err != nil {
+		return store.PackedNar{}, fmt.Errorf("decompress %s: %w", n.FileHash, err)
+	}
+	defer nar.Close()
+	narSum := sha256.New()
+	counted := &countingReader{r: io.TeeReader(nar, narSum)}
+	err = chunk.Cut(counted, p.s.chunking.Chunk, p.add)
+	if err == nil {
+		err = p.readRun()
+	}
+	if err == nil {
+		err = p.pw.Flush(p.ctx)
+	}
+	if err != nil {
+		return store.PackedNar{}, fmt.Errorf("chunk %s: %w", n.FileHash, err)
+	}
+	if got := nixbase32.EncodeToString(narSum.Sum(nil)); got != n.NarHash || counted.n != n.NarSize {
+		return store.PackedNar{}, fmt.Errorf("%s holds a NAR of %d bytes with sha256:%s, not %d bytes with sha256:%s",
+			n.FileHash, counted.n, got, n.NarSize, n.NarHash)
+	}
+	var size int64
+	for _, h := range p.hashes {
+		size += p.chunks[h].Length
 	}
 	return store.PackedNar{FileHash: n.FileHash, BlobKey: n.BlobKey,
-		PackedHash: nixbase32.EncodeToString(fileSum), PackedSize: chunk.FramesSize(list),
-		Chunks: hashes, New: pw.Chunks, Packs: pw.Packs}, nil
+		PackedHash: nixbase32.EncodeToString(p.fileSum.Sum(nil)), PackedSize: size,
+		Chunks: p.hashes, New: p.pw.Chunks, Packs: p.pw.Packs}, nil
+}
+
+// add takes the next chunk of the NAR.
+func (p *narPacker) add(c chunk.Piece) error {
+	p.hashes = append(p.hashes, c.Hash)
+	if known, ok := p.chunks[c.Hash]; ok { // again in this NAR
+		return p.emit(known)
+	}
+	found, err := p.s.meta.FindChunks(p.ctx, []string{c.Hash})
+	if err != nil {
+		return err
+	}
+	if stored, ok := found[c.Hash]; ok {
+		p.chunks[c.Hash] = stored
+		p.run = append(p.run, stored)
+		return nil
+	}
+	if err := p.readRun(); err != nil {
+		return err
+	}
+	p.frame = p.enc.Frame(p.frame[:0], c.Data)
+	if err := p.check(c.Hash, p.frame, c.Data); err != nil {
+		return err
+	}
+	stored, err := p.pw.Add(p.ctx, c.Hash, int64(len(c.Data)), p.frame)
+	if err != nil {
+		return err
+	}
+	p.chunks[c.Hash] = stored
+	p.fileSum.Write(p.frame)
+	return nil
+}
+
+// emit adds the frame of a chunk seen before in this NAR to the file.
+func (p *narPacker) emit(c store.Chunk) error {
+	if f, ok := p.pw.Filling(c); ok {
+		if err := p.readRun(); err != nil {
+			return err
+		}
+		p.fileSum.Write(f)
+		return nil
+	}
+	p.run = append(p.run, c)
+	return nil
+}
+
+// readRun reads the frames of the stored chunks in the run, in one request
+// for each stretch of a pack, checks each and adds it to the file.
+func (p *narPacker) readRun() error {
+	if len(p.run) == 0 {
+		return nil
+	}
+	r := chunk.Frames(p.ctx, p.s.blobs, p.run, 0, -1)
+	defer r.Close()
+	for _, c := range p.run {
+		if int64(cap(p.frame)) < c.Length {
+			p.frame = make([]byte, c.Length)
+		}
+		p.frame = p.frame[:c.Length]
+		if _, err := io.ReadFull(r, p.frame); errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("chunk %s: %w", c.Hash, store.ErrChunkGone) // collected since it was found
+		} else if err != nil {
+			return fmt.Errorf("read chunk %s: %w", c.Hash, err)
+		}
+		if err := p.check(c.Hash, p.frame, nil); err != nil {
+			return err
+		}
+		p.fileSum.Write(p.frame)
+	}
+	p.run = p.run[:0]
+	return nil
+}
+
+// check decompresses frame and checks that it is the chunk: want, if
+// given, or the bytes with the given sha256.
+func (p *narPacker) check(h string, frame, want []byte) error {
+	var err error
+	p.plain, err = p.dec.DecodeAll(frame, p.plain[:0])
+	if err != nil {
+		return fmt.Errorf("chunk %s does not decompress: %w", h, err)
+	}
+	if want != nil {
+		if !bytes.Equal(p.plain, want) {
+			return fmt.Errorf("chunk %s decompresses to other bytes", h)
+		}
+		return nil
+	}
+	if sum := sha256.Sum256(p.plain); hex.EncodeToString(sum[:]) != h {
+		return fmt.Errorf("stored chunk %s decompresses to other bytes", h)
+	}
+	return nil
 }
 
 // hashFrames reads the file the frames of chunks make and returns its

@@ -38,7 +38,12 @@ type chunkEnv struct {
 	cache service.Cache
 }
 
-func newChunkEnv(t *testing.T) *chunkEnv {
+func newChunkEnv(t testing.TB) *chunkEnv {
+	return newChunkEnvWith(t, chunk.Options{Average: 16 << 10})
+}
+
+// newChunkEnvWith is newChunkEnv cutting chunks as o says.
+func newChunkEnvWith(t testing.TB, o chunk.Options) *chunkEnv {
 	t.Helper()
 	dir := t.TempDir()
 	meta, err := sqlite.Open(t.Context(), filepath.Join(dir, "db"))
@@ -52,7 +57,7 @@ func newChunkEnv(t *testing.T) *chunkEnv {
 	}
 	blobs := faulty.New(l)
 	svc, err := service.New(t.Context(), service.Options{Meta: meta, Blobs: blobs, Limits: testLimits, GCGrace: testGrace,
-		Chunking: service.ChunkOptions{Enabled: true, Chunk: chunk.Options{Average: 16 << 10},
+		Chunking: service.ChunkOptions{Enabled: true, Chunk: o,
 			MinNarSize: 64 << 10, PackSize: 256 << 10}})
 	if err != nil {
 		t.Fatal(err)
@@ -63,7 +68,7 @@ func newChunkEnv(t *testing.T) *chunkEnv {
 }
 
 // newCache creates a cache that keeps paths a second after their last use.
-func (e *chunkEnv) newCache(t *testing.T, name string) service.Cache {
+func (e *chunkEnv) newCache(t testing.TB, name string) service.Cache {
 	t.Helper()
 	if _, err := e.svc.CreateCache(t.Context(), service.CacheSpec{Name: name, Policy: store.Policy{Retention: time.Second}}); err != nil {
 		t.Fatal(err)
@@ -115,7 +120,7 @@ func tree(t *testing.T, seed uint64, changed string) []byte {
 }
 
 // compress returns data compressed with method.
-func compress(t *testing.T, method string, data []byte) []byte {
+func compress(t testing.TB, method string, data []byte) []byte {
 	t.Helper()
 	var b bytes.Buffer
 	w, err := compression.NewWriter(method, &b)
@@ -139,7 +144,7 @@ type pushed struct {
 }
 
 // pushNar uploads the NAR compressed with method and a narinfo for it.
-func (e *chunkEnv) pushNar(t *testing.T, c service.Cache, data []byte, method string) pushed {
+func (e *chunkEnv) pushNar(t testing.TB, c service.Cache, data []byte, method string) pushed {
 	t.Helper()
 	file := compress(t, method, data)
 	fsum, nsum := sha256.Sum256(file), sha256.Sum256(data)
@@ -403,5 +408,40 @@ func TestVerifyChunked(t *testing.T) {
 	rep, err = e.svc.Verify(t.Context(), service.VerifyOptions{})
 	if err != nil || rep.Missing != 1 {
 		t.Fatalf("verify with its packs gone: %+v, %v", rep, err)
+	}
+}
+
+// BenchmarkRechunk measures chunking of a 32 MiB uncompressed NAR of
+// compressible text: cutting, hashing, compressing, packing, and reading it
+// back to check it. SetBytes makes the MB/s column the ingest speed.
+func BenchmarkRechunk(b *testing.B) {
+	dir := b.TempDir()
+	words := []string{"nix ", "store ", "path ", "larder ", "chunk ", "pack\n", "zstd ", "frame ", "0123456789abcdef "}
+	r := rand.New(rand.NewPCG(1, 2))
+	var sb strings.Builder
+	for sb.Len() < 32<<20 {
+		sb.WriteString(words[r.IntN(len(words))])
+		if r.IntN(50) == 0 {
+			fmt.Fprintf(&sb, "%x\n", r.Uint64())
+		}
+	}
+	f := filepath.Join(dir, "f")
+	if err := os.WriteFile(f, []byte(sb.String()), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := nar.DumpPath(&buf, f); err != nil {
+		b.Fatal(err)
+	}
+	data := buf.Bytes()
+	b.SetBytes(int64(len(data)))
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		e := newChunkEnvWith(b, chunk.Options{})
+		e.pushNar(b, e.cache, data, "none")
+		b.StartTimer()
+		if r, err := e.svc.Rechunk(b.Context(), nil); err != nil || r.Nars != 1 {
+			b.Fatalf("%+v %v", r, err)
+		}
 	}
 }
