@@ -4,7 +4,8 @@
 // the same run: nginx serving the same cache as static files (narinfo
 // lookups, NAR downloads), nix copy to a file:// store (pushes), and MinIO
 // (S3 objects); plus lookup latency, memory and start-up time as a cache
-// grows to ten million paths. It reports each measure as a ratio larder ÷
+// grows to ten million paths, and the bytes chunking saves on successive
+// versions of real packages (against each version's NAR stored whole). It reports each measure as a ratio larder ÷
 // reference, the median of several runs, in a markdown table written to
 // bench/results/. Run it with bench/run, which installs the references.
 // It runs on Linux only: it installs them with apt-get and reads /proc.
@@ -34,6 +35,11 @@ type options struct {
 	seconds int    // length of each load run
 	sizes   []int  // growth sizes
 	profile string // directory for CPU profiles of larder under load
+
+	dedupData      string // where the dedup measure keeps what it downloads
+	dedupChunkSize string // LARDER_CHUNK_SIZE of the dedup measure ("": larder's default)
+	dedupChunking  bool   // false: the dedup measure keeps NARs whole (ratios near 1)
+	dedupSets      string // comma-separated labels of the data sets to measure ("": all)
 }
 
 func main() {
@@ -42,9 +48,14 @@ func main() {
 	flag.BoolVar(&o.quick, "quick", false, "smaller data, shorter runs, growth to 1M paths: under 10 minutes")
 	flag.IntVar(&o.runs, "runs", 3, "runs of each measure; the report quotes their median")
 	flag.StringVar(&o.out, "out", "bench/results", "directory for the report")
-	flag.StringVar(&only, "only", "", "comma-separated measures to run: narinfo,nar,push,s3,growth (default all)")
+	flag.StringVar(&only, "only", "", "comma-separated measures to run: narinfo,nar,push,s3,growth,dedup (default all)")
 	flag.StringVar(&o.larder, "larder", "", "larder binary (default: built from this checkout)")
 	flag.StringVar(&o.profile, "profile", "", "write CPU profiles of larder during the narinfo runs to this directory")
+	cache, _ := os.UserCacheDir()
+	flag.StringVar(&o.dedupData, "dedup-data", filepath.Join(cache, "larder-bench", "dedup"), "directory the dedup measure downloads its data sets to, and finds them in on later runs")
+	flag.StringVar(&o.dedupChunkSize, "dedup-chunk-size", "", "average chunk size of the dedup measure, e.g. 64KiB (default: larder's)")
+	flag.BoolVar(&o.dedupChunking, "dedup-chunking", true, "store NARs as chunks in the dedup measure (false: whole, the reference's way)")
+	flag.StringVar(&o.dedupSets, "dedup-sets", "", "comma-separated data sets of the dedup measure: x-tools-src,go-src,go-bin (default all)")
 	var sizes string
 	flag.StringVar(&sizes, "growth", "", "comma-separated cache sizes of the growth measure (default 10k,100k,1M, and 10M unless --quick)")
 	flag.Parse()
@@ -105,6 +116,11 @@ func run(ctx context.Context, o options) error {
 	}
 	if o.wants("growth") {
 		if err := growthMeasures(ctx, o, r); err != nil {
+			return err
+		}
+	}
+	if o.wants("dedup") {
+		if err := dedupMeasures(ctx, o, r); err != nil {
 			return err
 		}
 	}

@@ -75,7 +75,8 @@ func TestSignWithSecondKey(t *testing.T) {
 // stored once, and each cache serves the closure signed with its own key.
 func TestDedupAcrossCaches(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
+	srv := startServer(t, "--chunking=false") // it counts whole files
+
 	srv.cli(t, "cache", "create", "second")
 	n := needNix(t)
 	c := n.buildClosure("dedup-" + randomHex(4))

@@ -51,6 +51,8 @@ var table = []*command{
 	{name: "verify", usage: "[--cache NAME] [--full] [--dry-run]",
 		summary: "check that every NAR file is stored (--full: and whole); withdraw the ones that are not",
 		new:     func() runner { return &verifyCmd{} }},
+	{name: "rechunk", summary: "store every NAR file still stored whole as chunks now, each checked before its whole copy goes",
+		new: func() runner { return &rechunkCmd{} }},
 	{name: "migrate", summary: "apply pending metadata schema migrations and exit",
 		new: func() runner { return &migrateCmd{} }},
 	{name: "migrate-data", usage: "--from FROM.toml --to TO.toml", noSettings: true,

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/larder-cache/larder/internal/chunk"
 	"github.com/larder-cache/larder/internal/config"
 	"github.com/larder-cache/larder/internal/metrics"
 	"github.com/larder-cache/larder/internal/service"
@@ -73,6 +74,12 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error
 			Timeout:     time.Duration(cfg.UpstreamTimeout),
 			NegativeTTL: time.Duration(cfg.UpstreamNegativeTTL),
 			Recheck:     time.Duration(cfg.UpstreamRecheck),
+		},
+		Chunking: service.ChunkOptions{
+			Enabled:    cfg.Chunking,
+			Chunk:      chunk.Options{Average: int64(cfg.ChunkSize)},
+			MinNarSize: int64(cfg.ChunkMinNarSize),
+			PackSize:   int64(cfg.PackSize),
 		},
 	})
 	if err != nil {

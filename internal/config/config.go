@@ -64,6 +64,11 @@ type Config struct {
 	UpstreamNegativeTTL Duration `toml:"upstream_negative_ttl" help:"how long an upstream's answer that it lacks a path is remembered"`
 	UpstreamRecheck     Duration `toml:"upstream_recheck" help:"how long an upstream-only path goes before its upstream is asked again whether it still holds it"`
 
+	Chunking        bool     `toml:"chunking" help:"store NAR files as content-defined chunks, each chunk once, and serve them as zstd (false: keep each file whole, as uploaded)"`
+	ChunkSize       ByteSize `toml:"chunk_size" help:"average size of a chunk, a power of two from 16KiB to 4MiB; changing it makes new chunks unlike the stored ones"`
+	ChunkMinNarSize ByteSize `toml:"chunk_min_nar_size" help:"NARs smaller than this stay whole"`
+	PackSize        ByteSize `toml:"pack_size" help:"size the blobs that hold new chunks are filled to"`
+
 	BlobConcurrency int `toml:"blob_concurrency" help:"most uploads, and most other calls, running against the blob store at once"`
 
 	DebugListen string `toml:"debug_listen" help:"address for Go's profiling endpoints, /debug/pprof/ (empty: none; keep it on localhost)"`
@@ -97,6 +102,10 @@ func Default() Config {
 		UpstreamTimeout:       Duration(time.Second),
 		UpstreamNegativeTTL:   Duration(time.Minute),
 		UpstreamRecheck:       Duration(24 * time.Hour),
+		Chunking:              true,
+		ChunkSize:             128 << 10,
+		ChunkMinNarSize:       256 << 10,
+		PackSize:              32 << 20,
 	}
 }
 
@@ -184,6 +193,12 @@ func (c *Config) Validate() error {
 	}
 	if c.BodyTimeout <= 0 || c.ShutdownTimeout <= 0 || c.SyncInterval <= 0 || c.HeldTTL <= 0 {
 		bad("body_timeout, shutdown_timeout, sync_interval and held_narinfo_ttl must be positive")
+	}
+	if n := int64(c.ChunkSize); n < 16<<10 || n > 4<<20 || n&(n-1) != 0 {
+		bad("chunk_size must be a power of two from 16KiB to 4MiB")
+	}
+	if c.ChunkMinNarSize < 0 || c.PackSize < 1<<20 || c.PackSize > 1<<30 {
+		bad("chunk_min_nar_size must not be negative, and pack_size must be from 1MiB to 1GiB")
 	}
 	if c.UpstreamTimeout <= 0 || c.UpstreamNegativeTTL <= 0 || c.UpstreamRecheck <= 0 {
 		bad("upstream_timeout, upstream_negative_ttl and upstream_recheck must be positive")

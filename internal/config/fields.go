@@ -82,6 +82,10 @@ func (f fieldFlag) String() string {
 
 func (f fieldFlag) Set(s string) error { return setValue(f.v, s) }
 
+// IsBoolFlag lets a true/false setting's flag stand alone (--chunking
+// means --chunking=true).
+func (f fieldFlag) IsBoolFlag() bool { return f.v.IsValid() && f.v.Kind() == reflect.Bool }
+
 func setValue(v reflect.Value, s string) error {
 	switch p := v.Addr().Interface().(type) {
 	case *ByteSize:
@@ -94,6 +98,12 @@ func setValue(v reflect.Value, s string) error {
 		x, err := strconv.ParseFloat(s, 64)
 		if err != nil {
 			return fmt.Errorf("%q is not a number", s)
+		}
+		*p = x
+	case *bool:
+		x, err := strconv.ParseBool(s)
+		if err != nil {
+			return fmt.Errorf("%q is not true or false", s)
 		}
 		*p = x
 	case *int:

@@ -104,7 +104,7 @@ func (h *Handler) serveNar(w http.ResponseWriter, r *http.Request, info *request
 			}
 		}
 	} else if err == nil {
-		size, fileHash = n.FileSize, n.FileHash
+		size, fileHash = n.Size, n.ETag
 		open = func(off, length int64) (io.ReadCloser, error) { return h.svc.ReadNar(r.Context(), c, n, off, length) }
 	}
 	if err != nil {
@@ -119,7 +119,11 @@ func (h *Handler) serveNar(w http.ResponseWriter, r *http.Request, info *request
 	}
 	hdr.Set("Content-Type", "application/x-nix-nar")
 	off, length, status := int64(0), size, http.StatusOK
-	if rg := r.Header.Get("Range"); rg != "" && httpx.IfRangeAllows(r.Header.Get("If-Range"), etag) {
+	if size < 0 {
+		// Compressed as it is sent (see service.NarFile): no length to
+		// give, no ranges to take.
+		hdr.Set("Accept-Ranges", "none")
+	} else if rg := r.Header.Get("Range"); rg != "" && httpx.IfRangeAllows(r.Header.Get("If-Range"), etag) {
 		var ok, satisfiable bool
 		off, length, ok, satisfiable = httpx.ParseRange(rg, size)
 		switch {
@@ -138,7 +142,9 @@ func (h *Handler) serveNar(w http.ResponseWriter, r *http.Request, info *request
 			off, length = 0, size // unparsable or multiple ranges: send it all
 		}
 	}
-	hdr.Set("Content-Length", strconv.FormatInt(length, 10))
+	if length >= 0 {
+		hdr.Set("Content-Length", strconv.FormatInt(length, 10))
+	}
 	if r.Method == http.MethodHead {
 		w.WriteHeader(status)
 		return

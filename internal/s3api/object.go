@@ -57,7 +57,9 @@ func (h *Handler) getObject(q *request) {
 		hdr["x-amz-meta-"+k] = []string{v} // as sent: names are case-sensitive to clients
 	}
 	off, length, status := int64(0), o.Size, http.StatusOK
-	if rg := q.r.Header.Get("Range"); rg != "" && httpx.IfRangeAllows(q.r.Header.Get("If-Range"), etag) {
+	// A size not known until the body is sent (a chunked NAR compressed
+	// again, see service.NarFile) takes no ranges and gives no length.
+	if rg := q.r.Header.Get("Range"); rg != "" && o.Size >= 0 && httpx.IfRangeAllows(q.r.Header.Get("If-Range"), etag) {
 		start, n, ok, satisfiable := httpx.ParseRange(rg, o.Size)
 		switch {
 		case ok && !satisfiable:
@@ -69,7 +71,9 @@ func (h *Handler) getObject(q *request) {
 			hdr.Set("Content-Range", httpx.ContentRange(off, length, o.Size))
 		}
 	}
-	hdr.Set("Content-Length", strconv.FormatInt(length, 10))
+	if length >= 0 {
+		hdr.Set("Content-Length", strconv.FormatInt(length, 10))
+	}
 	if q.r.Method == http.MethodHead {
 		q.w.WriteHeader(status)
 		return

@@ -48,6 +48,8 @@ type CollectReport struct {
 	BytesDeleted int64 // their bytes
 	BlobsSwept   int   // only on the first report: orphaned blobs deleted (see sweepBlobs)
 	SweptBytes   int64 // their bytes
+	PacksDeleted int   // only on the first report: packs of chunks left empty, deleted
+	Repacked     int   // only on the first report: packs mostly of removed chunks, rewritten
 }
 
 // CollectOptions choose what a collection does.
@@ -122,6 +124,17 @@ func (s *Service) collect(ctx context.Context, opts CollectOptions) ([]CollectRe
 	}
 	if len(reports) > 0 {
 		reports[0].NarsDeleted, reports[0].BytesDeleted = nars, bytes
+	}
+	if err != nil {
+		return reports, err
+	}
+	packs, err := s.deleteUnusedChunks(ctx, opts.DryRun)
+	repacked := 0
+	if err == nil {
+		repacked, err = s.repack(ctx, opts.DryRun)
+	}
+	if len(reports) > 0 {
+		reports[0].PacksDeleted, reports[0].Repacked = packs, repacked
 	}
 	if err != nil {
 		return reports, err
@@ -247,7 +260,7 @@ func (s *Service) deleteUnusedNars(ctx context.Context, dryRun bool) (int, int64
 		}
 		for _, nar := range nars {
 			n, bytes = n+1, bytes+nar.FileSize
-			if dryRun {
+			if dryRun || nar.BlobKey == "" { // chunked: its chunks go with deleteUnusedChunks
 				continue
 			}
 			if err := ignoreNotFound(s.blobs.Delete(ctx, nar.BlobKey)); err != nil {

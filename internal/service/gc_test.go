@@ -262,7 +262,11 @@ func TestNarReadIsAUse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := e.svc.ReadNar(ctx, e.cache, n, 0, -1)
+	f, err := e.svc.Nar(ctx, e.cache, nixkey.Key{Kind: nixkey.Nar, Hash: n.FileHash})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := e.svc.ReadNar(ctx, e.cache, f, 0, -1)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -272,17 +272,21 @@ func (s *Service) narInfo(ctx context.Context, c Cache, hash string) ([]byte, st
 // render renders the narinfo rec, which serves nar, signed with the
 // cache's key.
 func render(c Cache, rec store.NarInfo, nar store.Nar) ([]byte, error) {
-	fileHash, err1 := narinfo.ParseHash("sha256:" + nar.FileHash)
+	file, size, method := nar.FileHash, nar.FileSize, nar.Compression
+	if nar.PackedHash != "" { // stored as chunks: published as their frames
+		file, size, method = nar.PackedHash, nar.PackedSize, compression.Zstd
+	}
+	fileHash, err1 := narinfo.ParseHash("sha256:" + file)
 	narHash, err2 := narinfo.ParseHash("sha256:" + rec.NarHash)
 	if err := errors.Join(err1, err2); err != nil {
 		return nil, internal(err, "stored hashes of %s.narinfo", rec.Hash)
 	}
 	ni := &narinfo.NarInfo{
 		StorePath:   rec.StorePath,
-		URL:         "nar/" + nar.FileHash + ".nar" + narExt(nar.Compression),
-		Compression: nar.Compression,
+		URL:         "nar/" + file + ".nar" + narExt(method),
+		Compression: method,
 		FileHash:    fileHash,
-		FileSize:    uint64(nar.FileSize),
+		FileSize:    uint64(size),
 		NarHash:     narHash,
 		NarSize:     uint64(rec.NarSize),
 		References:  rec.References,

@@ -137,6 +137,9 @@ func (s *Service) storeNar(ctx context.Context, c Cache, key nixkey.Key, body io
 	if err != nil {
 		return s.writeFailed(ctx, c, err, "record %s in cache %s", key, c.entry.Name)
 	}
+	if stored.BlobKey == blobKey {
+		s.queuePack(key.Hash)
+	}
 	return nil
 }
 
@@ -270,38 +273,61 @@ func (s *Service) consumeKnown(key nixkey.Key, known store.Nar, body io.Reader, 
 	return nil
 }
 
-// Nar returns the record of the NAR file under key if the cache holds it.
-// The key's extension must match the file's compression.
-func (s *Service) Nar(ctx context.Context, c Cache, key nixkey.Key) (store.Nar, error) {
+// Nar returns the NAR file under key if the cache holds it. The key's
+// extension must match the file's compression. A NAR stored as chunks is
+// served under two keys: the key larder publishes for it, that of the
+// zstd file its chunks' frames make, and the key it was uploaded under,
+// for clients that still know that one (see NarFile).
+func (s *Service) Nar(ctx context.Context, c Cache, key nixkey.Key) (NarFile, error) {
 	n, err := s.meta.CacheNar(ctx, c.entry.ID, key.Hash)
+	if errors.Is(err, store.ErrNotFound) && key.Ext == packedExt {
+		if n, err = s.meta.CachePackedNar(ctx, c.entry.ID, key.Hash); err == nil {
+			return NarFile{Nar: n, Key: key, Size: n.PackedSize, ETag: n.PackedHash, form: formFrames}, nil
+		}
+	}
 	if errors.Is(err, store.ErrNotFound) {
-		return store.Nar{}, errorf(CodeNotFound, "cache %s has no %s", c.entry.Name, key)
+		return NarFile{}, errorf(CodeNotFound, "cache %s has no %s", c.entry.Name, key)
 	}
 	if err != nil {
-		return store.Nar{}, internal(err, "look up %s", key)
+		return NarFile{}, internal(err, "look up %s", key)
 	}
 	if narExt(n.Compression) != key.Ext {
-		return store.Nar{}, errorf(CodeNotFound, "cache %s has no %s (it holds that file as nar/%s.nar%s)",
+		return NarFile{}, errorf(CodeNotFound, "cache %s has no %s (it holds that file as nar/%s.nar%s)",
 			c.entry.Name, key, n.FileHash, narExt(n.Compression))
 	}
 	if n.Missing {
-		return store.Nar{}, errorf(CodeNotFound, "cache %s has no %s (its bytes were lost; upload it again)", c.entry.Name, key)
+		return NarFile{}, errorf(CodeNotFound, "cache %s has no %s (its bytes were lost; upload it again)", c.entry.Name, key)
 	}
-	return n, nil
+	return uploadedFile(n, key), nil
 }
 
 // ReadNar opens the bytes of a NAR file returned by Nar, from offset for at
 // most length bytes (length < 0: to the end). It counts as a use of the
 // paths the file serves in the cache, for garbage collection.
-func (s *Service) ReadNar(ctx context.Context, c Cache, n store.Nar, offset, length int64) (io.ReadCloser, error) {
-	r, err := s.blobs.Get(ctx, n.BlobKey, offset, length)
+func (s *Service) ReadNar(ctx context.Context, c Cache, f NarFile, offset, length int64) (io.ReadCloser, error) {
+	if f.form != formWhole {
+		r, err := s.readPacked(ctx, f, offset, length)
+		if err == nil {
+			s.access.noteNar(c.entry.ID, f.FileHash)
+		}
+		return r, err
+	}
+	r, err := s.blobs.Get(ctx, f.BlobKey, offset, length)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, s.narLost(ctx, c, n)
+		// Chunked since it was looked up, perhaps: then read it so, if it
+		// is still the bytes promised.
+		if g, gerr := s.Nar(ctx, c, f.Key); gerr == nil && g.form != formWhole {
+			if g.Size == f.Size && g.ETag == f.ETag {
+				return s.ReadNar(ctx, c, g, offset, length)
+			}
+			return nil, errorf(CodeUnavailable, "%s was stored anew while it was read; try again", f.Key)
+		}
+		return nil, s.narLost(ctx, c, f.Nar)
 	}
 	if err != nil {
-		return nil, internal(err, "open blob of nar %s", n.FileHash)
+		return nil, internal(err, "open blob of nar %s", f.FileHash)
 	}
-	s.access.noteNar(c.entry.ID, n.FileHash)
+	s.access.noteNar(c.entry.ID, f.FileHash)
 	return r, nil
 }
 

@@ -38,10 +38,9 @@ type ObjectInfo struct {
 	ContentType string
 	Metadata    map[string]string
 
-	inline  []byte                      // the body, for objects rendered in memory
-	blobKey string                      // where the body is, otherwise
-	read    func()                      // notes a read of the body, for garbage collection
-	lost    func(context.Context) error // withdraws a NAR file whose blob is missing
+	inline  []byte                                                                 // the body, for objects rendered in memory
+	blobKey string                                                                 // where the body is, otherwise
+	open    func(ctx context.Context, offset, length int64) (io.ReadCloser, error) // or how to read it
 	cacheID int64
 }
 
@@ -106,14 +105,14 @@ func (s *Service) StatObject(ctx context.Context, c Cache, key string) (_ Object
 			return ObjectInfo{}, noSuchKey(err, key)
 		}
 		etag := n.MD5
-		if etag == "" { // recorded before larder kept MD5s
-			etag = n.FileHash
+		if etag == "" || n.form != formWhole { // recorded before larder kept MD5s, or not as uploaded
+			etag = n.ETag
 		}
-		id := c.entry.ID
-		return ObjectInfo{Key: key, Size: n.FileSize, ETag: etag, Modified: n.CreatedAt,
-			ContentType: "application/x-nix-nar", blobKey: n.BlobKey,
-			read: func() { s.access.noteNar(id, n.FileHash) },
-			lost: func(ctx context.Context) error { return s.narLost(ctx, c, n) }}, nil
+		o := ObjectInfo{Key: key, Size: n.Size, ETag: etag, Modified: n.CreatedAt, ContentType: "application/x-nix-nar"}
+		o.open = func(ctx context.Context, offset, length int64) (io.ReadCloser, error) {
+			return s.ReadNar(ctx, c, n, offset, length)
+		}
+		return o, nil
 	default:
 		f, err := s.File(ctx, c, k)
 		if err != nil {
@@ -164,15 +163,12 @@ func (s *Service) ReadObject(ctx context.Context, o ObjectInfo, offset, length i
 		offset = min(offset, end)
 		return io.NopCloser(bytes.NewReader(o.inline[offset:end])), nil
 	}
-	r, err := s.blobs.Get(ctx, o.blobKey, offset, length)
-	if errors.Is(err, store.ErrNotFound) && o.lost != nil {
-		return nil, o.lost(ctx)
+	if o.open != nil {
+		return o.open(ctx, offset, length)
 	}
+	r, err := s.blobs.Get(ctx, o.blobKey, offset, length)
 	if err != nil {
 		return nil, s.blobFailed(err, o.cacheID, o.Key)
-	}
-	if o.read != nil {
-		o.read()
 	}
 	return r, nil
 }

@@ -93,7 +93,7 @@ func (s *Service) ReadUpstreamNar(ctx context.Context, c Cache, n UpstreamNar, o
 	s.pulls.mu.Unlock()
 	// None in progress: perhaps one stored it and ended.
 	if nar, err := s.meta.CacheNar(ctx, c.entry.ID, n.FileHash); err == nil && !nar.Missing {
-		return s.ReadNar(ctx, c, nar, offset, end-offset)
+		return s.ReadNar(ctx, c, uploadedFile(nar, n.key), offset, end-offset)
 	}
 	s.pulls.mu.Lock()
 	defer s.pulls.mu.Unlock()

@@ -77,6 +77,8 @@ type Options struct {
 	HistoryInterval time.Duration
 	// Upstream configures how caches use their upstreams.
 	Upstream UpstreamOptions
+	// Chunking configures the storage of NAR files as chunks.
+	Chunking ChunkOptions
 }
 
 // Service is the cache service. It is safe for concurrent use.
@@ -108,6 +110,11 @@ type Service struct {
 	pulls    pulls
 	spoolDir string
 	recheck  time.Duration
+	// chunking says how NAR files are stored as chunks; packs queues
+	// those that arrived, and packMu lets one be chunked at a time.
+	chunking ChunkOptions
+	packs    chan string
+	packMu   sync.Mutex
 
 	mu     sync.RWMutex
 	caches map[string]*cacheEntry // by name
@@ -155,6 +162,11 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 		pulls:    pulls{m: map[pullKey]*pull{}},
 		spoolDir: opts.Upstream.SpoolDir,
 		recheck:  opts.Upstream.Recheck,
+		chunking: opts.Chunking,
+		packs:    make(chan string, packQueue),
+	}
+	if err := opts.Chunking.Chunk.Check(); err != nil {
+		return nil, err
 	}
 	if s.recheck <= 0 {
 		s.recheck = DefaultUpstreamRecheck
@@ -198,6 +210,7 @@ func (s *Service) IndexBytes() int64 { return s.index.Bytes() }
 func (s *Service) Run(ctx context.Context, every time.Duration) {
 	var collecting sync.WaitGroup
 	collecting.Go(func() { s.recordHistory(ctx) })
+	collecting.Go(func() { s.packPeriodically(ctx) })
 	busy, checking := false, false
 	collected, checked := make(chan struct{}, 1), make(chan struct{}, 1)
 	defer func() {

@@ -21,9 +21,11 @@ import (
 // never reused, so a blob that stayed an orphan that long stays one.
 
 // sweptPrefixes are the blob key prefixes of everything the service
-// writes: NAR files, small files of the Nix layout, plain objects and
-// parts of multipart uploads.
-var sweptPrefixes = []string{"nar/", "file/", "object/", "upload/"}
+// writes: NAR files, small files of the Nix layout, plain objects, parts
+// of multipart uploads and packs of chunks (written before the chunk list
+// that records them, which commits within the grace period: chunking a
+// NAR takes well under one).
+var sweptPrefixes = []string{"nar/", "file/", "object/", "upload/", "pack/"}
 
 // sweepBatch is how many listed blobs the sweep checks at once.
 const sweepBatch = 1000

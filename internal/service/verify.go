@@ -8,6 +8,7 @@ import (
 
 	"github.com/larder-cache/larder/internal/nixkey"
 	"github.com/larder-cache/larder/internal/store"
+	"github.com/nix-community/go-nix/pkg/nixbase32"
 )
 
 // VerifyOptions choose what Verify checks.
@@ -122,6 +123,9 @@ func (s *Service) verifyOne(ctx context.Context, n store.Nar, opts VerifyOptions
 // checkBlob says what is wrong with the blob of n: "" if nothing,
 // "missing", or how it is damaged.
 func (s *Service) checkBlob(ctx context.Context, n store.Nar, full bool) (string, error) {
+	if n.PackedHash != "" {
+		return s.checkChunks(ctx, n, full)
+	}
 	info, err := s.blobs.Stat(ctx, n.BlobKey)
 	if errors.Is(err, store.ErrNotFound) {
 		return "missing", nil
@@ -162,6 +166,53 @@ func (s *Service) checkBlob(ctx context.Context, n store.Nar, full bool) (string
 	case got.NarHash != n.NarHash || got.NarSize != n.NarSize:
 		return fmt.Sprintf("damaged: it holds a NAR of %d bytes with sha256:%s, not %d bytes with sha256:%s",
 			got.NarSize, got.NarHash, n.NarSize, n.NarHash), nil
+	}
+	return "", nil
+}
+
+// checkChunks says what is wrong with the packs of the chunks of n, as
+// checkBlob does for a whole blob: "" if nothing, "missing" if a pack is
+// gone or shorter than a frame in it needs, or how the NAR read back from
+// its chunks is not n's.
+func (s *Service) checkChunks(ctx context.Context, n store.Nar, full bool) (string, error) {
+	chunks, err := s.meta.NarChunks(ctx, n.FileHash)
+	if errors.Is(err, store.ErrNotFound) {
+		return "missing", nil
+	}
+	if err != nil {
+		return "", internal(err, "list the chunks of NAR %s", n.FileHash)
+	}
+	need := map[string]int64{} // the least size of each pack
+	for _, c := range chunks {
+		need[c.Pack] = max(need[c.Pack], c.Offset+c.Length)
+	}
+	for pack, size := range need {
+		info, err := s.blobs.Stat(ctx, pack)
+		if errors.Is(err, store.ErrNotFound) {
+			return "missing", nil
+		}
+		if err != nil {
+			return "", internal(err, "stat pack %s of NAR %s", pack, n.FileHash)
+		}
+		if info.Size < size {
+			return fmt.Sprintf("damaged: its pack %s has %d bytes, fewer than the %d its chunks need", pack, info.Size, size), nil
+		}
+	}
+	if !full {
+		return "", nil
+	}
+	fileSum, narSum, narSize, err := hashFrames(ctx, s.blobs, chunks)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return "missing", nil
+	case err != nil:
+		return "damaged: " + err.Error(), nil
+	case nixbase32.EncodeToString(fileSum) != n.PackedHash:
+		return fmt.Sprintf("damaged: its chunks' frames hash to sha256:%s, not sha256:%s",
+			nixbase32.EncodeToString(fileSum), n.PackedHash), nil
+	case nixbase32.EncodeToString(narSum) != n.NarHash || narSize != n.NarSize:
+		return fmt.Sprintf("damaged: its chunks make a NAR of %d bytes with sha256:%s, not %d bytes with sha256:%s",
+			narSize, nixbase32.EncodeToString(narSum), n.NarSize, n.NarHash), nil
 	}
 	return "", nil
 }

@@ -1,6 +1,7 @@
 // Package store defines the two storage seams of larder: BlobStore (bytes by
 // key) and MetaStore (caches, tokens, NARs, narinfos, other objects, held
-// narinfos, multipart uploads, the history of caches and login sessions).
+// narinfos, multipart uploads, the history of caches, login sessions and
+// the index of chunked NARs).
 //
 // Implementations live in subpackages named after what they use (local,
 // s3blob, sqlite, postgres). They know nothing of Nix: they keep
@@ -188,6 +189,13 @@ type Nar struct {
 	// that link it must not serve it, and the next upload of the file
 	// replaces the record (AddNar).
 	Missing bool
+	// PackedHash and PackedSize are set once the NAR is stored as chunks
+	// (see ChunkStore.PackNar): the nix32 sha256 and the size of the zstd
+	// file its chunks' frames make in order, which is what is served of
+	// it. BlobKey is then "". AddNar replacing a Missing record clears
+	// them.
+	PackedHash string
+	PackedSize int64
 }
 
 // NarInfo is the metadata of one store path in one cache. Its file fields
@@ -309,6 +317,7 @@ type MetaStore interface {
 	BrowseStore
 	HistoryStore
 	SessionStore
+	ChunkStore
 	// Close releases the store's resources.
 	Close() error
 }
@@ -628,7 +637,8 @@ type GCStore interface {
 	UnusedNars(ctx context.Context, before time.Time, limit int, dryRun bool) ([]Nar, error)
 	// OrphanBlobs keeps the account of blobs no record holds, for a sweep
 	// of the blob store. keys were listed from the blob store at at. Of
-	// them, those that a Nar, Object or Part names as its BlobKey are
+	// them, those that a Nar, Object or Part names as its BlobKey, or that
+	// are the Key of a Pack, are
 	// forgotten as orphans; the others are noted as orphans seen at at
 	// (the first sighting is kept). It returns those of the others first
 	// seen before before, in no particular order: orphans for at least as

@@ -12,21 +12,23 @@ import (
 )
 
 const (
-	narColumns = `n.file_hash, n.file_size, n.compression, n.nar_hash, n.nar_size, n.md5, n.blob_key, n.created_at, n.missing`
+	narColumns = `n.file_hash, n.file_size, n.compression, n.nar_hash, n.nar_size, n.md5, n.blob_key, n.created_at, n.missing,
+		n.packed_hash, n.packed_size`
 
 	narSQL = `SELECT ` + narColumns + ` FROM nars n WHERE n.file_hash = $1`
 
 	// cacheNarSQL finds the Nar by its unique file hash, then the link by
 	// the primary key of cache_nars; the time is the link's.
 	cacheNarSQL = `SELECT n.file_hash, n.file_size, n.compression, n.nar_hash, n.nar_size, n.md5, n.blob_key, cn.created_at,
-		n.missing FROM nars n JOIN cache_nars cn ON cn.nar_id = n.id AND cn.cache_id = $1
+		n.missing, n.packed_hash, n.packed_size FROM nars n JOIN cache_nars cn ON cn.nar_id = n.id AND cn.cache_id = $1
 		WHERE n.file_hash = $2`
 )
 
 // narDest returns the scan destinations of narColumns for n, with the
 // creation time going to created.
 func narDest(n *store.Nar, created *time.Time) []any {
-	return []any{&n.FileHash, &n.FileSize, &n.Compression, &n.NarHash, &n.NarSize, &n.MD5, &n.BlobKey, created, &n.Missing}
+	return []any{&n.FileHash, &n.FileSize, &n.Compression, &n.NarHash, &n.NarSize, &n.MD5, &n.BlobKey, created, &n.Missing,
+		&n.PackedHash, &n.PackedSize}
 }
 
 // scanNar reads a row of narColumns.
@@ -85,12 +87,19 @@ func (s *Store) AddNar(ctx context.Context, cacheID int64, n store.Nar, key stri
 	n.CreatedAt = orNow(n.CreatedAt)
 	var stored store.Nar
 	err := s.tx(ctx, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, `
+		// A packed missing record being replaced loses its chunk list.
+		_, err := tx.Exec(ctx, `DELETE FROM nar_chunks WHERE nar_id IN (SELECT id FROM nars
+			WHERE file_hash = $1 AND missing AND blob_key <> $2)`, n.FileHash, n.BlobKey)
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `
 			INSERT INTO nars (file_hash, file_size, compression, nar_hash, nar_size, md5, blob_key, created_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 			ON CONFLICT (file_hash) DO UPDATE SET file_size = excluded.file_size,
 				compression = excluded.compression, nar_hash = excluded.nar_hash, nar_size = excluded.nar_size,
-				md5 = excluded.md5, blob_key = excluded.blob_key, created_at = excluded.created_at, missing = false
+				md5 = excluded.md5, blob_key = excluded.blob_key, created_at = excluded.created_at, missing = false,
+				packed_hash = '', packed_size = 0
 			WHERE nars.missing AND nars.blob_key <> excluded.blob_key`,
 			n.FileHash, n.FileSize, n.Compression, n.NarHash, n.NarSize, n.MD5, n.BlobKey, n.CreatedAt)
 		if err != nil {

@@ -21,7 +21,8 @@ const narInfoColumns = `ni.seq, ni.cache_id, ni.hash, ni.key, ni.store_path, ni.
 // zero Nar.
 const getNarInfoSQL = `SELECT ` + narInfoColumns + `, coalesce(n.file_hash, ''), coalesce(n.file_size, 0),
 	coalesce(n.compression, ''), coalesce(n.nar_hash, ''), coalesce(n.nar_size, 0), coalesce(n.md5, ''),
-	coalesce(n.blob_key, ''), coalesce(n.created_at, 'epoch'), coalesce(n.missing, false)
+	coalesce(n.blob_key, ''), coalesce(n.created_at, 'epoch'), coalesce(n.missing, false),
+	coalesce(n.packed_hash, ''), coalesce(n.packed_size, 0)
 	FROM narinfos ni LEFT JOIN nars n ON n.id = ni.nar_id
 	WHERE ni.cache_id = $1 AND ni.hash = $2`
 

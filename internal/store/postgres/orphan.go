@@ -9,9 +9,11 @@ import (
 )
 
 // unheldSQL selects, of the blob keys $1, those no record names (each a
-// lookup on the blob_key index of nars, objects or parts).
+// lookup on the blob_key index of nars, objects or parts, or on the key of
+// packs).
 const unheldSQL = `SELECT k FROM unnest($1::text[]) AS k WHERE
 	NOT EXISTS (SELECT 1 FROM nars WHERE blob_key = k) AND
+	NOT EXISTS (SELECT 1 FROM packs WHERE key = k) AND
 	NOT EXISTS (SELECT 1 FROM objects WHERE blob_key = k) AND
 	NOT EXISTS (SELECT 1 FROM parts WHERE blob_key = k)`
 

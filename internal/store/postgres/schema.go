@@ -155,6 +155,7 @@ CREATE TABLE parts (
 	migration3,
 	migrationDashboard,
 	upstreamMigration,
+	chunkMigration,
 }
 
 // migration2 adds what garbage collection needs: the policy and last
@@ -296,6 +297,40 @@ CREATE INDEX narinfos_checked_at ON narinfos (checked_at) WHERE nar_id IS NULL;
 // holds, so that processes starting at once migrate one after the other
 // (the bytes of "larder" and a 1).
 const migrateLock int64 = 0x6c61726465720001
+
+// chunkMigration adds the index of chunked NARs: the packed form of a Nar
+// (its served file's hash and size), the packs, the chunks with where
+// their frames lie, and the ordered chunk list of each packed Nar. A
+// chunk or a pack cannot be removed while something refers to it.
+const chunkMigration = `
+ALTER TABLE nars
+	ADD COLUMN packed_hash text COLLATE "C" NOT NULL DEFAULT '',
+	ADD COLUMN packed_size bigint NOT NULL DEFAULT 0;
+CREATE INDEX nars_packed_hash ON nars (packed_hash) WHERE packed_hash <> '';
+CREATE INDEX nars_whole ON nars (file_hash) WHERE packed_hash = '' AND NOT missing;
+CREATE TABLE packs (
+	id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	key        text   COLLATE "C" NOT NULL UNIQUE,
+	size       bigint NOT NULL,
+	created_at timestamptz NOT NULL
+);
+CREATE TABLE chunks (
+	id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	hash        text   COLLATE "C" NOT NULL UNIQUE,
+	size        bigint NOT NULL,
+	pack_id     bigint NOT NULL REFERENCES packs (id),
+	pack_offset bigint NOT NULL,
+	length      bigint NOT NULL
+);
+CREATE INDEX chunks_pack_id ON chunks (pack_id, pack_offset);
+CREATE TABLE nar_chunks (
+	nar_id   bigint  NOT NULL REFERENCES nars (id) ON DELETE CASCADE,
+	idx      integer NOT NULL,
+	chunk_id bigint  NOT NULL REFERENCES chunks (id),
+	PRIMARY KEY (nar_id, idx)
+);
+CREATE INDEX nar_chunks_chunk_id ON nar_chunks (chunk_id);
+`
 
 // migrate brings the schema to the newest version, applying the missing
 // migrations in one transaction under migrateLock. A schema that is up to

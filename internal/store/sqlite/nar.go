@@ -11,17 +11,20 @@ import (
 )
 
 const (
-	narColumns = `n.file_hash, n.file_size, n.compression, n.nar_hash, n.nar_size, n.md5, n.blob_key, n.created_at, n.missing`
+	narColumns = `n.file_hash, n.file_size, n.compression, n.nar_hash, n.nar_size, n.md5, n.blob_key, n.created_at, n.missing,
+		n.packed_hash, n.packed_size`
 
 	// narReturning is narColumns for RETURNING, which names columns
 	// without a table.
-	narReturning = `file_hash, file_size, compression, nar_hash, nar_size, md5, blob_key, created_at, missing`
+	narReturning = `file_hash, file_size, compression, nar_hash, nar_size, md5, blob_key, created_at, missing,
+		packed_hash, packed_size`
 
 	narSQL = `SELECT ` + narColumns + ` FROM nars n WHERE n.file_hash = ?`
 
 	// cacheNarSQL finds the Nar by its unique file hash, then the link by
 	// the primary key of cache_nars; the time is the link's.
-	cacheNarSQL = `SELECT n.file_hash, n.file_size, n.compression, n.nar_hash, n.nar_size, n.md5, n.blob_key, cn.created_at, n.missing FROM nars n
+	cacheNarSQL = `SELECT n.file_hash, n.file_size, n.compression, n.nar_hash, n.nar_size, n.md5, n.blob_key, cn.created_at, n.missing,
+		n.packed_hash, n.packed_size FROM nars n
 		JOIN cache_nars cn ON cn.nar_id = n.id AND cn.cache_id = ?
 		WHERE n.file_hash = ?`
 
@@ -35,7 +38,8 @@ const (
 	// reads the zero Nar.
 	getNarInfoSQL = `SELECT ` + narInfoColumns + `, coalesce(n.file_hash, ''), coalesce(n.file_size, 0),
 		coalesce(n.compression, ''), coalesce(n.nar_hash, ''), coalesce(n.nar_size, 0), coalesce(n.md5, ''),
-		coalesce(n.blob_key, ''), coalesce(n.created_at, 0), coalesce(n.missing, 0)
+		coalesce(n.blob_key, ''), coalesce(n.created_at, 0), coalesce(n.missing, 0),
+		coalesce(n.packed_hash, ''), coalesce(n.packed_size, 0)
 		FROM narinfos ni LEFT JOIN nars n ON n.id = ni.nar_id
 		WHERE ni.cache_id = ? AND ni.hash = ?`
 )
@@ -43,7 +47,8 @@ const (
 // narDest returns the scan destinations of narColumns for n, with the
 // creation time going to created.
 func narDest(n *store.Nar, created *int64) []any {
-	return []any{&n.FileHash, &n.FileSize, &n.Compression, &n.NarHash, &n.NarSize, &n.MD5, &n.BlobKey, created, &n.Missing}
+	return []any{&n.FileHash, &n.FileSize, &n.Compression, &n.NarHash, &n.NarSize, &n.MD5, &n.BlobKey, created, &n.Missing,
+		&n.PackedHash, &n.PackedSize}
 }
 
 // scanNar reads a row of narColumns.
@@ -109,13 +114,20 @@ func (s *Store) AddNar(ctx context.Context, cacheID int64, n store.Nar, key stri
 			return err
 		}
 		// A missing record is replaced by a new copy of the bytes; one with
-		// the same blob key names bytes that are gone.
-		_, err := tx.ExecContext(ctx, `
+		// the same blob key names bytes that are gone. A packed one loses
+		// its chunk list.
+		_, err := tx.ExecContext(ctx, `DELETE FROM nar_chunks WHERE nar_id IN (SELECT id FROM nars
+			WHERE file_hash = ?1 AND missing = 1 AND blob_key <> ?2)`, n.FileHash, n.BlobKey)
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `
 			INSERT INTO nars (file_hash, file_size, compression, nar_hash, nar_size, md5, blob_key, created_at)
 			VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
 			ON CONFLICT (file_hash) DO UPDATE SET file_size = excluded.file_size,
 				compression = excluded.compression, nar_hash = excluded.nar_hash, nar_size = excluded.nar_size,
-				md5 = excluded.md5, blob_key = excluded.blob_key, created_at = excluded.created_at, missing = 0
+				md5 = excluded.md5, blob_key = excluded.blob_key, created_at = excluded.created_at, missing = 0,
+				packed_hash = '', packed_size = 0
 			WHERE nars.missing = 1 AND nars.blob_key <> excluded.blob_key`,
 			n.FileHash, n.FileSize, n.Compression, n.NarHash, n.NarSize, n.MD5, n.BlobKey, n.CreatedAt.Unix())
 		if err != nil {

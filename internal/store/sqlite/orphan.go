@@ -8,9 +8,11 @@ import (
 )
 
 // heldSQL selects, of the JSON array of blob keys ?1, those a record names:
-// each a lookup on the blob_key index of nars, objects or parts.
+// each a lookup on the blob_key index of nars, objects or parts, or on the
+// key of packs.
 const heldSQL = `SELECT k.value FROM json_each(?1) k WHERE
 	EXISTS (SELECT 1 FROM nars WHERE blob_key = k.value) OR
+	EXISTS (SELECT 1 FROM packs WHERE key = k.value) OR
 	EXISTS (SELECT 1 FROM objects WHERE blob_key = k.value) OR
 	EXISTS (SELECT 1 FROM parts WHERE blob_key = k.value)`
 

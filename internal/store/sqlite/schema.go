@@ -99,6 +99,7 @@ CREATE TABLE files (
 	migration4,
 	migrationDashboard,
 	upstreamMigration,
+	chunkMigration,
 }
 
 // migration2 adds what the S3 API needs: S3 access keys and token scopes
@@ -366,6 +367,39 @@ CREATE INDEX narinfo_refs_ref_hash ON narinfo_refs (cache_id, ref_hash);
 -- the dashboard's indexes, dropped with the old table
 CREATE INDEX narinfos_created_at ON narinfos (cache_id, created_at);
 CREATE INDEX narinfos_name ON narinfos (cache_id, lower(substr(store_path, instr(store_path, hash) + 33)), hash);
+`
+
+// chunkMigration adds the index of chunked NARs: the packed form of a Nar
+// (its served file's hash and size), the packs, the chunks with where
+// their frames lie, and the ordered chunk list of each packed Nar. A
+// chunk or a pack cannot be removed while something refers to it.
+const chunkMigration = `
+ALTER TABLE nars ADD COLUMN packed_hash TEXT NOT NULL DEFAULT '';
+ALTER TABLE nars ADD COLUMN packed_size INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX nars_packed_hash ON nars (packed_hash) WHERE packed_hash <> '';
+CREATE INDEX nars_whole ON nars (file_hash) WHERE packed_hash = '' AND missing = 0;
+CREATE TABLE packs (
+	id         INTEGER PRIMARY KEY AUTOINCREMENT,
+	key        TEXT    NOT NULL UNIQUE,
+	size       INTEGER NOT NULL,
+	created_at INTEGER NOT NULL
+) STRICT;
+CREATE TABLE chunks (
+	id          INTEGER PRIMARY KEY AUTOINCREMENT,
+	hash        TEXT    NOT NULL UNIQUE,
+	size        INTEGER NOT NULL,
+	pack_id     INTEGER NOT NULL REFERENCES packs (id),
+	pack_offset INTEGER NOT NULL,
+	length      INTEGER NOT NULL
+) STRICT;
+CREATE INDEX chunks_pack_id ON chunks (pack_id, pack_offset);
+CREATE TABLE nar_chunks (
+	nar_id   INTEGER NOT NULL REFERENCES nars (id) ON DELETE CASCADE,
+	idx      INTEGER NOT NULL,
+	chunk_id INTEGER NOT NULL REFERENCES chunks (id),
+	PRIMARY KEY (nar_id, idx)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX nar_chunks_chunk_id ON nar_chunks (chunk_id);
 `
 
 // migrate brings the schema of db to the newest version, applying the

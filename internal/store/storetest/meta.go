@@ -19,7 +19,7 @@ import (
 func TestMetaStore(t *testing.T, newStore func(t *testing.T) store.MetaStore) {
 	groups := [][]metaTest{cacheTests, tokenTests, narTests, unlinkTests, narInfoTests, objectTests,
 		listTests, holdTests, uploadTests, partTests, deleteCacheTests, gcTests, orphanTests, pinTests, collectTests,
-		browseTests, historyTests, sessionTests, upstreamTests}
+		browseTests, historyTests, sessionTests, upstreamTests, chunkTests, chunkGCTests}
 	for _, g := range groups {
 		for _, tc := range g {
 			t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore(t)) })
