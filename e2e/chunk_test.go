@@ -127,15 +127,7 @@ func TestChunkedVersions(t *testing.T) {
 	checkUploadedURL(t, pusher, url, v2, hashes[v2])
 
 	n.deleteLocal(paths...)
-	subst := needNix(t)
-	subst.run(append([]string{"nix-store", "-r", "--option", "substituters", url,
-		"--option", "trusted-public-keys", srv.pubkey(t, "main")}, paths...)...)
-	for p, h := range subst.narHashes("", paths) {
-		if h != hashes[p] {
-			t.Errorf("substituted %s has NAR hash %s, want %s", p, h, hashes[p])
-		}
-	}
-	subst.run(append([]string{"nix-store", "--verify-path"}, paths...)...)
+	substituteChecked(t, srv, paths, hashes)
 	sameSnapshot(t, "after substituting chunked NARs", files, snapshot(t, paths))
 	if out := srv.cli(t, "verify", "--full"); !strings.Contains(out, "0 missing, 0 damaged") {
 		t.Errorf("larder verify --full: %s", out)
@@ -257,8 +249,16 @@ func TestChunkMigration(t *testing.T) {
 		t.Errorf("three versions took %d bytes whole and %d as chunks: want under half", whole, packs)
 	}
 	n.deleteLocal(paths...)
+	substituteChecked(t, srv, paths, hashes)
+}
+
+// substituteChecked substitutes paths with real Nix from the cache main of
+// srv, its only substituter, trusting only its key, and checks that they
+// have the NAR hashes given and verify.
+func substituteChecked(t *testing.T, srv *server, paths []string, hashes map[string]string) {
+	t.Helper()
 	subst := needNix(t)
-	subst.run(append([]string{"nix-store", "-r", "--option", "substituters", url,
+	subst.run(append([]string{"nix-store", "-r", "--option", "substituters", srv.cacheURL("main"),
 		"--option", "trusted-public-keys", srv.pubkey(t, "main")}, paths...)...)
 	for p, h := range subst.narHashes("", paths) {
 		if h != hashes[p] {

@@ -65,9 +65,6 @@ func (o Options) average() int64 {
 	return o.Average
 }
 
-// MaxChunk is the largest chunk Cut yields with these options.
-func (o Options) MaxChunk() int64 { return 8 * o.average() }
-
 // Piece is one chunk as Cut yields it: its bytes (valid only during the
 // call) and the hex sha256 that names it.
 type Piece struct {

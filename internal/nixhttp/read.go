@@ -91,27 +91,27 @@ func (h *Handler) serveBytes(w http.ResponseWriter, r *http.Request, c service.C
 // narinfo gave (?hash=…).
 func (h *Handler) serveNar(w http.ResponseWriter, r *http.Request, info *requestInfo, c service.Cache, key nixkey.Key) {
 	var size int64
-	var fileHash string
+	var tag string // unquoted ETag
 	var open func(off, length int64) (io.ReadCloser, error)
 	fromUpstream := false
 	n, err := h.svc.Nar(r.Context(), c, key)
 	if hash := r.URL.Query().Get("hash"); service.CodeOf(err) == service.CodeNotFound && hash != "" {
 		var u service.UpstreamNar
 		if u, err = h.svc.UpstreamNar(r.Context(), c, key, hash); err == nil {
-			size, fileHash, fromUpstream = u.Size, u.FileHash, true
+			size, tag, fromUpstream = u.Size, u.FileHash, true
 			open = func(off, length int64) (io.ReadCloser, error) {
 				return h.svc.ReadUpstreamNar(r.Context(), c, u, off, length)
 			}
 		}
 	} else if err == nil {
-		size, fileHash = n.Size, n.ETag
+		size, tag = n.Size, n.ETag
 		open = func(off, length int64) (io.ReadCloser, error) { return h.svc.ReadNar(r.Context(), c, n, off, length) }
 	}
 	if err != nil {
 		h.writeError(w, r, info, err)
 		return
 	}
-	etag := `"` + fileHash + `"`
+	etag := `"` + tag + `"`
 	hdr := w.Header()
 	hdr.Set("Accept-Ranges", "bytes")
 	if notModified(w, r, c, etag, maxAgeNar) {

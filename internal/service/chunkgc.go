@@ -20,7 +20,7 @@ const (
 
 // deleteUnusedChunks removes the chunks no NAR file lists any more and the
 // packs left without chunks, records before blobs, as deleteUnusedNars
-// does. It returns the packs deleted and their bytes.
+// does. It returns how many packs it deleted.
 func (s *Service) deleteUnusedChunks(ctx context.Context, dryRun bool) (int, error) {
 	if dryRun {
 		return 0, nil

@@ -203,7 +203,8 @@ func (s *Service) IndexBytes() int64 { return s.index.Bytes() }
 // Run keeps the service in step with changes other processes make to the
 // stores (the CLI, other replicas), drops narinfos held too long and
 // expired login sessions, checks upstream-only paths again as they age,
-// records reads, samples the history of caches every HistoryInterval and
+// records reads, samples the history of caches every HistoryInterval,
+// stores NAR files as chunks as they arrive (see packPeriodically) and
 // collects garbage every GCInterval, until ctx ends. A collection runs
 // beside the rest, which it does not hold up; Run returns once it has
 // stopped and the last reads and counts are recorded.
