@@ -12,6 +12,7 @@ package metrics
 
 import (
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,6 +26,10 @@ type Metrics struct {
 
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	// series holds the counter and histogram of each label set Request
+	// has seen (requestLabels to *requestSeries), so that a request costs
+	// no label hashing; the label sets are bounded, and so is it.
+	series sync.Map
 
 	gcRuns       *prometheus.CounterVec
 	gcDuration   prometheus.Histogram
@@ -148,9 +153,44 @@ func (m *Metrics) Request(protocol, kind, method string, status int, d time.Dura
 	if m == nil {
 		return
 	}
-	protocol, kind = protocolLabel(protocol), kindLabel(protocol, kind)
-	m.requests.WithLabelValues(protocol, kind, methodLabel(method), codeLabel(status)).Inc()
-	m.duration.WithLabelValues(protocol, kind).Observe(d.Seconds())
+	key := requestLabels{protocol, kind, method, status}
+	v, ok := m.series.Load(key)
+	if !ok {
+		p, k := protocolLabel(protocol), kindLabel(protocol, kind)
+		rs := &requestSeries{
+			count:    m.requests.WithLabelValues(p, k, methodLabel(method), codeLabel(status)),
+			duration: m.duration.WithLabelValues(p, k),
+		}
+		if bounded(key, p, k) {
+			v, _ = m.series.LoadOrStore(key, rs)
+		} else {
+			v = rs
+		}
+	}
+	rs := v.(*requestSeries)
+	rs.count.Inc()
+	rs.duration.Observe(d.Seconds())
+}
+
+// requestLabels are the labels of a request as its caller gave them.
+type requestLabels struct {
+	protocol, kind, method string
+	status                 int
+}
+
+// requestSeries are the series a request with some labels counts in.
+type requestSeries struct {
+	count    prometheus.Counter
+	duration prometheus.Observer
+}
+
+// bounded reports whether the labels the caller gave are the ones counted
+// (p and k for the protocol and kind), so that only those are remembered:
+// what is counted as "other" would otherwise fill the map with the
+// clients' text.
+func bounded(key requestLabels, p, k string) bool {
+	return p == key.protocol && k == key.kind && methodLabel(key.method) == key.method &&
+		key.status >= 100 && key.status <= 599
 }
 
 // CacheCollected records what a collection did to one cache. The cache

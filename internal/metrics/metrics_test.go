@@ -106,6 +106,19 @@ func TestLabelsBounded(t *testing.T) {
 	if series != 5 {
 		t.Errorf("%d request series, want 5", series)
 	}
+	// Only label sets counted as given are remembered for the next
+	// request: none of the above, one of these.
+	for range 3 {
+		m.Request("nix", "narinfo", "GET", 200, time.Millisecond)
+	}
+	remembered := 0
+	m.series.Range(func(any, any) bool { remembered++; return true })
+	if remembered != 1 {
+		t.Errorf("%d label sets remembered, want 1", remembered)
+	}
+	if body := scrape(t, m); !strings.Contains(body, `larder_http_requests_total{code="200",kind="narinfo",method="GET",protocol="nix"} 3`) {
+		t.Error("requests counted through a remembered label set are missing")
+	}
 }
 
 // TestNil: a nil *Metrics records nothing and serves 404.
