@@ -21,7 +21,7 @@ func (e methodError) Error() string {
 // status maps an error to the HTTP status this front end answers with. It is
 // the only place that does.
 func status(err error) int {
-	if errors.As(err, new(methodError)) {
+	if _, ok := err.(*service.Error); !ok && errors.As(err, new(methodError)) {
 		return http.StatusMethodNotAllowed
 	}
 	switch service.CodeOf(err) {
@@ -56,8 +56,8 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, info *reque
 	code := status(err)
 	info.err = err
 	msg := service.Message(err)
-	if me := (methodError{}); errors.As(err, &me) {
-		msg = me.Error()
+	if code == http.StatusMethodNotAllowed {
+		msg = err.Error()
 	}
 	if code == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", "5") // Nix retries 5xx with backoff
@@ -84,17 +84,18 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, info *reque
 	hdr.Del("Content-Length")
 	hdr.Del("Content-Range")
 	hdr.Del("ETag")
-	hdr.Set("Content-Type", "text/plain; charset=utf-8")
-	hdr.Set("Cache-Control", "no-store")
+	hdr["Content-Type"] = typeText
+	hdr["Cache-Control"] = noStore
 	w.WriteHeader(code)
 	if r.Method != http.MethodHead {
 		_, _ = w.Write([]byte(msg + "\n"))
 	}
 }
 
-// logRequest writes the access log line of a request and counts it in the
-// metrics.
-func (h *Handler) logRequest(r *http.Request, w *httpx.ResponseWriter, info *requestInfo, d time.Duration) {
+// logRequest writes the access log line of a request begun at start and
+// counts it in the metrics.
+func (h *Handler) logRequest(r *http.Request, w *httpx.ResponseWriter, info *requestInfo, start time.Time) {
+	d := time.Since(start)
 	h.accessLog.Done(r, w, info.kind, d, func() []slog.Attr {
 		st := w.Status()
 		attrs := []slog.Attr{
@@ -115,6 +116,12 @@ func (h *Handler) logRequest(r *http.Request, w *httpx.ResponseWriter, info *req
 		}
 		return attrs
 	})
+}
+
+// request is what the access log needs of a request, allocated once.
+type request struct {
+	w    httpx.ResponseWriter
+	info requestInfo
 }
 
 // requestInfo collects what the access log says about a request.

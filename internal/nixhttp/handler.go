@@ -59,13 +59,12 @@ func New(svc *service.Service, opts Options) *Handler {
 // ServeHTTP routes a request: / and /_larder/… are larder's own pages,
 // /CACHE/KEY a file of a cache.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	rw := &httpx.ResponseWriter{ResponseWriter: w}
+	q := &request{w: httpx.ResponseWriter{ResponseWriter: w}} // what the access log needs, in one allocation
+	rw, info := &q.w, &q.info
 	// Every answer has the content type larder chose, never one a browser
 	// should guess at.
-	rw.Header().Set("X-Content-Type-Options", "nosniff")
-	info := &requestInfo{}
-	start := time.Now()
-	defer func() { h.logRequest(r, rw, info, time.Since(start)) }()
+	rw.Header()["X-Content-Type-Options"] = nosniff
+	defer h.logRequest(r, rw, info, time.Now())
 
 	path := r.URL.Path
 	switch {

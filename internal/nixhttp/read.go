@@ -15,11 +15,39 @@ import (
 
 // Cache lifetimes. NAR files are content addressed and never change;
 // narinfos and other files can gain signatures or be replaced.
-const (
-	maxAgeCacheInfo = "max-age=3600"
-	maxAgeNarInfo   = "max-age=300"
-	maxAgeNar       = "max-age=31536000, immutable"
-	maxAgeFile      = "max-age=300"
+var (
+	maxAgeCacheInfo = newLifetime("max-age=3600")
+	maxAgeNarInfo   = newLifetime("max-age=300")
+	maxAgeNar       = newLifetime("max-age=31536000, immutable")
+	maxAgeFile      = newLifetime("max-age=300")
+)
+
+// A lifetime is the Cache-Control header of a kind of file, for public
+// caches (shared caches may keep the file) and for private ones. Header
+// values that every response of a kind repeats are made once and shared:
+// net/http only reads them, and Header's methods replace a value rather
+// than change it.
+type lifetime struct{ public, private []string }
+
+func newLifetime(maxAge string) lifetime {
+	return lifetime{public: []string{"public, " + maxAge}, private: []string{"private, " + maxAge}}
+}
+
+// of returns the Cache-Control value for a response of the cache c.
+func (l lifetime) of(c service.Cache) []string {
+	if c.Private() {
+		return l.private
+	}
+	return l.public
+}
+
+// Header values shared by every response that sends them.
+var (
+	typeCacheInfo = []string{"text/x-nix-cache-info"}
+	typeNarInfo   = []string{"text/x-nix-narinfo"}
+	typeText      = []string{"text/plain; charset=utf-8"}
+	noStore       = []string{"no-store"}
+	nosniff       = []string{"nosniff"}
 )
 
 // serveRead answers GET and HEAD of a file of a cache.
@@ -31,14 +59,16 @@ func (h *Handler) serveRead(w http.ResponseWriter, r *http.Request, info *reques
 	}
 	switch key.Kind {
 	case nixkey.CacheInfo:
-		h.serveBytes(w, r, c, c.CacheInfo(), "text/x-nix-cache-info", maxAgeCacheInfo)
+		body := c.CacheInfo()
+		sum := sha256.Sum256(body)
+		h.serveBytes(w, r, c, body, `"`+hex.EncodeToString(sum[:16])+`"`, typeCacheInfo, maxAgeCacheInfo)
 	case nixkey.NarInfo:
-		body, err := h.svc.NarInfoFor(r.Context(), c, key.Hash, credentials(r))
+		t, err := h.svc.NarInfoFor(r.Context(), c, key.Hash, credentials(r))
 		if err != nil {
 			h.writeError(w, r, info, err)
 			return
 		}
-		h.serveBytes(w, r, c, body, "text/x-nix-narinfo", maxAgeNarInfo)
+		h.serveBytes(w, r, c, t.Body, t.ETag, typeNarInfo, maxAgeNarInfo)
 	case nixkey.Nar:
 		h.serveNar(w, r, info, c, key)
 	default:
@@ -46,39 +76,29 @@ func (h *Handler) serveRead(w http.ResponseWriter, r *http.Request, info *reques
 	}
 }
 
-// cacheControl returns the Cache-Control value for a response of the cache:
-// shared caches may keep responses of public caches only.
-func cacheControl(c service.Cache, maxAge string) string {
-	if c.Private() {
-		return "private, " + maxAge
-	}
-	return "public, " + maxAge
-}
-
 // notModified sets the validators of a response (ETag, Cache-Control) and
 // answers 304 if the request's If-None-Match matches; it reports whether it
 // did.
-func notModified(w http.ResponseWriter, r *http.Request, c service.Cache, etag, maxAge string) bool {
+func notModified(w http.ResponseWriter, r *http.Request, c service.Cache, etag string, maxAge lifetime) bool {
 	hdr := w.Header()
-	hdr.Set("ETag", etag)
-	hdr.Set("Cache-Control", cacheControl(c, maxAge))
-	if httpx.ETagMatches(r.Header.Get("If-None-Match"), etag) {
+	hdr["Etag"] = []string{etag}
+	hdr["Cache-Control"] = maxAge.of(c)
+	if inm := r.Header["If-None-Match"]; len(inm) > 0 && httpx.ETagMatches(inm[0], etag) {
 		w.WriteHeader(http.StatusNotModified)
 		return true
 	}
 	return false
 }
 
-// serveBytes answers with a small body held in memory, honouring
-// If-None-Match against its content hash.
-func (h *Handler) serveBytes(w http.ResponseWriter, r *http.Request, c service.Cache, body []byte, ctype, maxAge string) {
-	sum := sha256.Sum256(body)
-	if notModified(w, r, c, `"`+hex.EncodeToString(sum[:16])+`"`, maxAge) {
+// serveBytes answers with a small body held in memory, named by etag
+// (quoted), honouring If-None-Match.
+func (h *Handler) serveBytes(w http.ResponseWriter, r *http.Request, c service.Cache, body []byte, etag string, ctype []string, maxAge lifetime) {
+	if notModified(w, r, c, etag, maxAge) {
 		return
 	}
 	hdr := w.Header()
-	hdr.Set("Content-Type", ctype)
-	hdr.Set("Content-Length", strconv.Itoa(len(body)))
+	hdr["Content-Type"] = ctype
+	hdr["Content-Length"] = []string{strconv.Itoa(len(body))}
 	if r.Method == http.MethodGet {
 		_, _ = w.Write(body)
 	}

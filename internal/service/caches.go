@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
+	"net/netip"
 	"strings"
 
 	"github.com/larder-cache/larder/internal/narinfo"
@@ -64,7 +64,7 @@ func ValidateCacheName(name string) error {
 		return bad("use lower-case letters, digits, hyphens and dots, starting and ending with a letter or digit")
 	case strings.Contains(name, ".."):
 		return bad("it must not contain two dots in a row")
-	case net.ParseIP(name) != nil:
+	case isIP(name):
 		return bad("it must not look like an IP address")
 	case strings.HasPrefix(name, "xn--") || strings.HasPrefix(name, "sthree-"):
 		return bad("the prefixes xn-- and sthree- are reserved")
@@ -253,4 +253,11 @@ func (s *Service) DeleteEmptyCacheAs(ctx context.Context, p *Principal, name str
 		return &Error{Code: CodeConflict, Reason: ReasonCacheNotEmpty, Msg: fmt.Sprintf("cache %s is not empty", name)}
 	}
 	return s.DeleteCache(ctx, name)
+}
+
+// isIP reports whether name is an IP address, without allocating, as
+// every request checks the name of its cache.
+func isIP(name string) bool {
+	_, err := netip.ParseAddr(name)
+	return err == nil
 }

@@ -86,6 +86,12 @@ func internal(err error, format string, args ...any) *Error {
 // unavailable, else the code of the first *Error in its chain,
 // CodeClientGone for a cancelled context, and CodeInternal otherwise.
 func CodeOf(err error) Code {
+	if err == nil {
+		return CodeInternal // as for any error that is not an *Error
+	}
+	if e, ok := err.(*Error); ok && e.Err == nil {
+		return e.Code // the common case, without a walk of the chain
+	}
 	var e *Error
 	switch {
 	case errors.Is(err, store.ErrUnavailable):
@@ -101,6 +107,9 @@ func CodeOf(err error) Code {
 // Message returns the client-facing message of err, or "" for internal
 // errors, whose detail must not be shown.
 func Message(err error) string {
+	if e, ok := err.(*Error); ok && e.Err == nil && e.Code != CodeInternal {
+		return e.Msg
+	}
 	var e *Error
 	switch {
 	case errors.Is(err, store.ErrUnavailable):

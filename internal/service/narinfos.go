@@ -2,6 +2,8 @@ package service
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -203,7 +205,29 @@ func withoutKey(sigs []string, name string) []string {
 // with the cache's key, as NarInfoFor does for a request without a
 // credential.
 func (s *Service) NarInfo(ctx context.Context, c Cache, hash string) ([]byte, error) {
-	return s.NarInfoFor(ctx, c, hash, "")
+	t, err := s.NarInfoFor(ctx, c, hash, "")
+	return t.Body, err
+}
+
+// NarInfoText is a narinfo as the service serves it: rendered, signed, and
+// named by an entity tag that changes whenever the text does.
+type NarInfoText struct {
+	Body []byte
+	ETag string // quoted, as HTTP and S3 send it
+}
+
+// newNarInfoText tags body with the first half of its SHA-256.
+func newNarInfoText(body []byte) NarInfoText {
+	sum := sha256.Sum256(body)
+	return NarInfoText{Body: body, ETag: `"` + hex.EncodeToString(sum[:16]) + `"`}
+}
+
+// textOf tags what an upstream answered.
+func textOf(body []byte, err error) (NarInfoText, error) {
+	if err != nil {
+		return NarInfoText{}, err
+	}
+	return newNarInfoText(body), nil
 }
 
 // NarInfoFor returns the narinfo of the store path hash in the cache,
@@ -211,37 +235,38 @@ func (s *Service) NarInfo(ctx context.Context, c Cache, hash string) ([]byte, er
 // hash the presence index does not know is answered without touching the
 // database, unless the cache has upstreams: it is then asked of them (see
 // upstreamMiss), and the token is looked up if the answer depends on
-// whether its holder may write.
-func (s *Service) NarInfoFor(ctx context.Context, c Cache, hash, token string) ([]byte, error) {
+// whether its holder may write. A narinfo asked for again within a moment
+// is neither read nor signed again (see renderCache).
+func (s *Service) NarInfoFor(ctx context.Context, c Cache, hash, token string) (NarInfoText, error) {
 	if !s.index.Has(c.entry.ID, hash) {
-		return s.upstreamMiss(ctx, c, hash, token)
+		return textOf(s.upstreamMiss(ctx, c, hash, token))
 	}
 	now := time.Now()
-	if body, ok := s.rendered.get(c.entry.ID, hash, c.entry.SecretKey, now); ok {
+	if t, ok := s.rendered.get(c.entry.ID, hash, c.entry.SecretKey, now); ok {
 		s.access.note(c.entry.ID, hash)
-		return body, nil
+		return t, nil
 	}
 	body, rec, nar, err := s.narInfo(ctx, c, hash)
 	switch {
 	case err != nil && rec.Upstream != "":
-		return s.upstreamOnly(ctx, c, rec)
+		return textOf(s.upstreamOnly(ctx, c, rec))
 	case err != nil && rec.Hash == "" && CodeOf(err) == CodeNotFound:
-		return s.upstreamMiss(ctx, c, hash, token) // removed by another process
+		return textOf(s.upstreamMiss(ctx, c, hash, token)) // removed by another process
 	case err != nil:
-		return nil, err
+		return NarInfoText{}, err
 	}
 	// What Nix fetches next is the NAR file: a narinfo is served only if
 	// its blob is there. A lost one is withdrawn, which every later
 	// lookup sees without a look at the blob store.
 	if _, err := s.blobs.Stat(ctx, nar.BlobKey); errors.Is(err, store.ErrNotFound) {
-		return nil, s.narLost(ctx, c, nar)
+		return NarInfoText{}, s.narLost(ctx, c, nar)
 	} else if err != nil {
 		// The NAR read will tell the client; the narinfo is known good.
 		s.log.Debug("stat the NAR file of a narinfo", "cache", c.entry.Name, "hash", hash, "err", err)
 	}
-	s.rendered.put(c.entry.ID, hash, c.entry.SecretKey, body, now)
+	t := s.rendered.put(c.entry.ID, hash, c.entry.SecretKey, body, now)
 	s.access.note(c.entry.ID, hash)
-	return body, nil
+	return t, nil
 }
 
 // narInfo renders the narinfo of hash in the cache, signed, and returns it

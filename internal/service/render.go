@@ -24,7 +24,7 @@ type renderKey struct {
 }
 
 type rendered struct {
-	body   []byte
+	text   NarInfoText
 	secret string // the signing key it was signed with
 	until  time.Time
 }
@@ -40,7 +40,7 @@ func newRenderCache() *renderCache {
 
 // get returns the narinfo of hash in the cache as rendered and signed with
 // secret within renderTTL, if there is one.
-func (r *renderCache) get(cacheID int64, hash, secret string, now time.Time) ([]byte, bool) {
+func (r *renderCache) get(cacheID int64, hash, secret string, now time.Time) (NarInfoText, bool) {
 	k := renderKey{cacheID, hash}
 	r.mu.RLock()
 	e, ok := r.cur[k]
@@ -49,20 +49,22 @@ func (r *renderCache) get(cacheID int64, hash, secret string, now time.Time) ([]
 	}
 	r.mu.RUnlock()
 	if !ok || e.secret != secret || now.After(e.until) {
-		return nil, false
+		return NarInfoText{}, false
 	}
-	return e.body, true
+	return e.text, true
 }
 
-// put keeps a rendering of hash in the cache, which its caller must not
-// change any more.
-func (r *renderCache) put(cacheID int64, hash, secret string, body []byte, now time.Time) {
+// put keeps a rendering of hash in the cache, body, which its caller must
+// not change any more, and returns it tagged.
+func (r *renderCache) put(cacheID int64, hash, secret string, body []byte, now time.Time) NarInfoText {
+	t := newNarInfoText(body)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if len(r.cur) >= renderMax {
 		r.old, r.cur = r.cur, make(map[renderKey]rendered, renderMax)
 	}
-	r.cur[renderKey{cacheID, hash}] = rendered{body: body, secret: secret, until: now.Add(renderTTL)}
+	r.cur[renderKey{cacheID, hash}] = rendered{text: t, secret: secret, until: now.Add(renderTTL)}
+	return t
 }
 
 // dropCache forgets every rendering of the cache.

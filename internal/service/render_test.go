@@ -10,8 +10,8 @@ func TestRenderCache(t *testing.T) {
 	r := newRenderCache()
 	now := time.Now()
 	r.put(1, "h", "k1", []byte("body"), now)
-	if b, ok := r.get(1, "h", "k1", now.Add(renderTTL/2)); !ok || string(b) != "body" {
-		t.Fatalf("fresh entry: %q %v", b, ok)
+	if b, ok := r.get(1, "h", "k1", now.Add(renderTTL/2)); !ok || string(b.Body) != "body" || b.ETag != newNarInfoText([]byte("body")).ETag {
+		t.Fatalf("fresh entry: %q %s %v", b.Body, b.ETag, ok)
 	}
 	if _, ok := r.get(1, "h", "k2", now); ok {
 		t.Fatal("an entry signed with another key served")

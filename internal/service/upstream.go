@@ -133,7 +133,8 @@ func (s *Service) mayWrite(ctx context.Context, c Cache, token string) bool {
 
 // notHere is the answer to a lookup of a path the cache does not serve.
 func notHere(c Cache, hash string) *Error {
-	return errorf(CodeNotFound, "cache %s has no %s.narinfo", c.entry.Name, hash)
+	// Most lookups end here: spare them fmt.
+	return &Error{Code: CodeNotFound, Msg: "cache " + c.entry.Name + " has no " + hash + ".narinfo"}
 }
 
 // upstreamMiss answers a lookup of a path the cache does not hold from its

@@ -317,7 +317,8 @@ func TestUpstreamSkipOnWriterLookup(t *testing.T) {
 	if _, err := e.svc.NarInfoFor(ctx, c, other.hash, ""); service.CodeOf(err) != service.CodeNotFound {
 		t.Fatalf("reader lookup of a path only the upstream holds: %v, want not found", err)
 	}
-	body, err := e.svc.NarInfoFor(ctx, c, p.hash, e.writer)
+	text, err := e.svc.NarInfoFor(ctx, c, p.hash, e.writer)
+	body := text.Body
 	if err != nil {
 		t.Fatalf("writer lookup of a path the upstream holds: %v", err)
 	}
@@ -326,7 +327,8 @@ func TestUpstreamSkipOnWriterLookup(t *testing.T) {
 		t.Fatalf("served narinfo does not name its NAR file under the cache:\n%s", body)
 	}
 	// Recorded: present for every reader now, and served from the upstream.
-	body, err = e.svc.NarInfoFor(ctx, c, p.hash, "")
+	text, err = e.svc.NarInfoFor(ctx, c, p.hash, "")
+	body = text.Body
 	if err != nil {
 		t.Fatalf("reader lookup of an upstream-only path: %v", err)
 	}
@@ -459,7 +461,8 @@ func TestUpstreamPullThrough(t *testing.T) {
 	ctx := t.Context()
 	c := e.cache()
 	p := u.add(1<<20, nil, nil, nil)
-	body, err := e.svc.NarInfoFor(ctx, c, p.hash, "")
+	text, err := e.svc.NarInfoFor(ctx, c, p.hash, "")
+	body := text.Body
 	if err != nil {
 		t.Fatalf("reader lookup in a cache that pulls through: %v", err)
 	}
@@ -515,7 +518,8 @@ func TestUpstreamPullThrough(t *testing.T) {
 		t.Fatalf("after pulling through: %d paths, %d bytes; want 1, %d", paths, bytes, len(p.nar))
 	}
 	u.stop()
-	body, err = e.svc.NarInfoFor(ctx, c, p.hash, "")
+	text, err = e.svc.NarInfoFor(ctx, c, p.hash, "")
+	body = text.Body
 	if err != nil || strings.Contains(string(body), "?hash=") {
 		t.Fatalf("narinfo once pulled through: %v\n%s", err, body)
 	}
@@ -552,7 +556,8 @@ func TestUpstreamForged(t *testing.T) {
 			ctx := t.Context()
 			c := e.cache()
 			p := u.add(100_000, nil, tc.edit, tc.serve)
-			body, err := e.svc.NarInfoFor(ctx, c, p.hash, "")
+			text, err := e.svc.NarInfoFor(ctx, c, p.hash, "")
+			body := text.Body
 			if err != nil {
 				t.Fatalf("%v\n%s", err, e.log.String())
 			}
