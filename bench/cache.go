@@ -244,6 +244,7 @@ func cacheMeasures(ctx context.Context, o options, r *report) error {
 			return fmt.Errorf("fill the caches: %w", err)
 		}
 	}
+	l.settle(ctx)
 	cert, key, err := selfSigned(o.work)
 	if err != nil {
 		return err

@@ -142,6 +142,8 @@ func h2Measures(ctx context.Context, o options, r *report, data string, hits, mi
 		return err
 	}
 	defer l.stop()
+	time.Sleep(2 * time.Second) // past the chunking pass a server makes a second after it starts
+	l.settle(ctx)
 	dur := time.Duration(o.seconds) * time.Second
 	for run := range o.runs {
 		fmt.Printf("narinfo lookups over HTTP/2, run %d…\n", run+1)

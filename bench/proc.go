@@ -134,6 +134,45 @@ func (p *proc) peakRSS() int64 { return statusField(p.cmd.Process.Pid, "VmHWM:")
 
 func rssOf(pid int) int64 { return statusField(pid, "VmRSS:") }
 
+// cpuTime returns the CPU time the process has used so far, user and
+// system, in clock ticks (USER_HZ, 100 a second on Linux).
+func (p *proc) cpuTime() int64 {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(p.cmd.Process.Pid), "stat"))
+	if err != nil {
+		return 0
+	}
+	// The fields after the command name, which is in parentheses:
+	// state is the first, utime the 12th and stime the 13th.
+	_, rest, _ := strings.Cut(string(b), ") ")
+	f := strings.Fields(rest)
+	if len(f) < 13 {
+		return 0
+	}
+	user, _ := strconv.ParseInt(f[11], 10, 64)
+	sys, _ := strconv.ParseInt(f[12], 10, 64)
+	return user + sys
+}
+
+// settle waits, at most a minute, until the process has used under 5% of
+// a core for a second: until what a push started in the background (its
+// NARs cut into chunks) is done, so that it is not measured as the
+// lookups' cost.
+func (p *proc) settle(ctx context.Context) {
+	last := p.cpuTime()
+	for range 60 {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+		now := p.cpuTime()
+		if now-last < 5 {
+			return
+		}
+		last = now
+	}
+}
+
 func statusField(pid int, field string) int64 {
 	f, err := os.Open(filepath.Join("/proc", strconv.Itoa(pid), "status"))
 	if err != nil {
