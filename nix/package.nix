@@ -29,7 +29,7 @@ buildGo126Module (finalAttrs: {
   # The NAR hash of `go mod vendor` run on the files above. nix/nix_test.go
   # recomputes it, and prints the new value when go.mod, go.sum or the
   # packages larder imports change.
-  vendorHash = "sha256-nw1oSiB5Y59a+oKBBB1pLIxpPe+KIPxoNyQ36W7ds94=";
+  vendorHash = "sha256-wHP93JUvAwu+zlZS0trsIMENN5V4YyKIw3CAB0CyPsw=";
 
   subPackages = [ "cmd/larder" ];
 

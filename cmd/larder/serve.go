@@ -18,6 +18,7 @@ import (
 	"github.com/larder-cache/larder/internal/buildinfo"
 	"github.com/larder-cache/larder/internal/config"
 	"github.com/larder-cache/larder/internal/nixhttp"
+	"github.com/larder-cache/larder/internal/plainhttp"
 	"github.com/larder-cache/larder/internal/s3api"
 	"github.com/larder-cache/larder/internal/sdnotify"
 	"github.com/larder-cache/larder/internal/store"
@@ -98,14 +99,18 @@ func (serveCmd) run(ctx context.Context, e *env, _ []string) error {
 	}
 	a.Log.Info("serving", "listen", ln.Addr().String(), "url", config.Redact("public_url", cfg.PublicURL), "data", cfg.Data)
 
+	var shutdown func(context.Context) error = srv.Shutdown
+	serve := func() error { return srv.Serve(ln) }
+	switch {
+	case cfg.TLSCert != "":
+		serve = func() error { return srv.ServeTLS(ln, cfg.TLSCert, cfg.TLSKey) }
+	case cfg.FastLookups:
+		plain := plainhttp.New(srv.Handler, srv, plainhttp.Options{Logger: a.Log.With("component", "http"),
+			ReadHeaderTimeout: srv.ReadHeaderTimeout, IdleTimeout: srv.IdleTimeout, MaxHeaderBytes: srv.MaxHeaderBytes})
+		serve, shutdown = func() error { return plain.Serve(ln) }, plain.Shutdown
+	}
 	errc := make(chan error, 1)
-	go func() {
-		if cfg.TLSCert != "" {
-			errc <- srv.ServeTLS(ln, cfg.TLSCert, cfg.TLSKey)
-			return
-		}
-		errc <- srv.Serve(ln)
-	}()
+	go func() { errc <- serve() }()
 	sm := startServiceManager(notify, a.Log.With("component", "systemd"), ln, cfg.TLSCert != "",
 		"serving "+config.Redact("public_url", cfg.PublicURL))
 	defer sm.stopping()
@@ -118,7 +123,7 @@ func (serveCmd) run(ctx context.Context, e *env, _ []string) error {
 	a.Log.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
 	shutCtx, done := context.WithTimeout(context.Background(), time.Duration(cfg.ShutdownTimeout))
 	defer done()
-	if err := srv.Shutdown(shutCtx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+	if err := shutdown(shutCtx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("shut down: %w", err)
 	}
 	a.Log.Info("stopped")

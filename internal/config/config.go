@@ -50,6 +50,8 @@ type Config struct {
 	DecoderMemory     ByteSize `toml:"decoder_memory" help:"memory the decompressors of all NAR uploads may hold at once; uploads past it wait"`
 	DecoderMemoryWait Duration `toml:"decoder_memory_wait" help:"how long an upload waits for decoder memory before it is answered 503"`
 
+	FastLookups bool `toml:"fast_lookups" help:"answer narinfo lookups on the plain-HTTP listener with fasthttp, and hand every other request to net/http (false: net/http only)"`
+
 	BodyTimeout     Duration `toml:"body_timeout" help:"how long an upload may send nothing before it is abandoned"`
 	ShutdownTimeout Duration `toml:"shutdown_timeout" help:"how long a stopping server waits for requests in flight"`
 	SyncInterval    Duration `toml:"sync_interval" help:"how often the server picks up changes made by other processes"`
@@ -103,6 +105,7 @@ func Default() Config {
 		UpstreamNegativeTTL:   Duration(time.Minute),
 		UpstreamRecheck:       Duration(24 * time.Hour),
 		Chunking:              true,
+		FastLookups:           false,
 		ChunkSize:             128 << 10,
 		ChunkMinNarSize:       256 << 10,
 		PackSize:              32 << 20,
