@@ -87,7 +87,8 @@ func writeSnapshotFile(path string, h snapshotHeader, x *presence.Index) (int64,
 	if err != nil {
 		return 0, err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".presence-*")
+	removeStaleTemps(filepath.Dir(path))
+	tmp, err := os.CreateTemp(filepath.Dir(path), snapshotTemp)
 	if err != nil {
 		return 0, err
 	}
@@ -110,6 +111,21 @@ func writeSnapshotFile(path string, h snapshotHeader, x *presence.Index) (int64,
 		err = os.Rename(tmp.Name(), path)
 	}
 	return n, err
+}
+
+// snapshotTemp names the temporary files snapshots are written to.
+const snapshotTemp = ".presence-*"
+
+// removeStaleTemps removes the temporary files of snapshots whose writer
+// was killed: older than an hour, as no write takes that long, so that
+// one another process is writing stays.
+func removeStaleTemps(dir string) {
+	names, _ := filepath.Glob(filepath.Join(dir, snapshotTemp))
+	for _, name := range names {
+		if fi, err := os.Stat(name); err == nil && time.Since(fi.ModTime()) > time.Hour {
+			_ = os.Remove(name)
+		}
+	}
 }
 
 // snapshotStale reports whether the index changed since the snapshot was

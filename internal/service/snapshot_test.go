@@ -90,6 +90,17 @@ func TestRestartFromSnapshot(t *testing.T) {
 	if _, err := os.Stat(snapshotPath(dir)); !os.IsNotExist(err) {
 		t.Fatalf("a service that did not run wrote a snapshot: %v", err)
 	}
+	// What a writer killed long ago left goes; what one may be writing stays.
+	stale, fresh := filepath.Join(dir, ".presence-1"), filepath.Join(dir, ".presence-2")
+	for _, f := range []string{stale, fresh} {
+		if err := os.WriteFile(f, []byte("partial"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := time.Now().Add(-2 * time.Hour)
+	if err := os.Chtimes(stale, old, old); err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(t.Context())
 	ran := make(chan struct{})
 	go func() { defer close(ran); first.Run(ctx, time.Hour) }()
@@ -101,6 +112,12 @@ func TestRestartFromSnapshot(t *testing.T) {
 	}
 	if fi.Mode().Perm() != 0o600 {
 		t.Errorf("snapshot mode %v, want 0600", fi.Mode().Perm())
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("a stale temporary file survived the write: %v", err)
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Errorf("a recent temporary file was removed: %v", err)
 	}
 
 	cli, _ := openService(t, dir) // without a snapshot, as another process
