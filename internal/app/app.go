@@ -81,6 +81,8 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error
 			MinNarSize: int64(cfg.ChunkMinNarSize),
 			PackSize:   int64(cfg.PackSize),
 		},
+		// Every command starts from it; only the server's Run writes it.
+		SnapshotPath: filepath.Join(cfg.Data, "presence.snapshot"),
 	})
 	if err != nil {
 		meta.Close()

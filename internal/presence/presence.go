@@ -31,6 +31,9 @@ const (
 type Index struct {
 	mu     sync.RWMutex
 	caches map[int64]*set
+	// changes counts the changes made, so that a server can tell whether
+	// the snapshot it last wrote is still the index.
+	changes uint64
 }
 
 // set is the keys of one cache.
@@ -150,6 +153,7 @@ func (x *Index) Add(cacheID int64, hash string) {
 	copy(bucket[at:], rec[:])
 	s.buckets[b] = bucket
 	s.n++
+	x.changes++
 }
 
 // Remove forgets hash in the cache. Another hash sharing its 60 bits would
@@ -176,6 +180,7 @@ func (x *Index) Remove(cacheID int64, hash string) {
 	copy(bucket[at:], bucket[at+recordLen:])
 	s.buckets[b] = bucket[:len(bucket)-recordLen]
 	s.n--
+	x.changes++
 }
 
 // Has reports whether hash may be in the cache: false means certainly not.
@@ -197,8 +202,32 @@ func (x *Index) Has(cacheID int64, hash string) bool {
 // DropCache forgets every hash of the cache.
 func (x *Index) DropCache(cacheID int64) {
 	x.mu.Lock()
-	delete(x.caches, cacheID)
+	if x.caches[cacheID] != nil {
+		delete(x.caches, cacheID)
+		x.changes++
+	}
 	x.mu.Unlock()
+}
+
+// CacheIDs returns the caches the index holds hashes for, so that a server
+// starting from a snapshot can drop those deleted since it was written.
+func (x *Index) CacheIDs() []int64 {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	ids := make([]int64, 0, len(x.caches))
+	for id := range x.caches {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// Changes returns a count that grows with every change to the index: equal
+// counts mean the index has not changed in between.
+func (x *Index) Changes() uint64 {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return x.changes
 }
 
 // Bytes returns the memory the index holds for its records.
@@ -272,6 +301,7 @@ func (x *Index) Install(bl *Builder) {
 			}
 			cur.n = cur.count()
 		}
+		x.changes++
 		x.mu.Unlock()
 	}
 	clear(bl.caches)

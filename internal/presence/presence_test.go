@@ -36,6 +36,40 @@ func TestIndex(t *testing.T) {
 	}
 }
 
+// TestChangesAndCacheIDs: every change that alters the index moves the
+// count, lookups and repeats do not, and CacheIDs lists the caches held.
+func TestChangesAndCacheIDs(t *testing.T) {
+	x := New()
+	h := randomHash()
+	last := x.Changes()
+	step := func(what string, changed bool) {
+		t.Helper()
+		if got := x.Changes(); (got != last) != changed {
+			t.Fatalf("%s: changes %d, was %d", what, got, last)
+		}
+		last = x.Changes()
+	}
+	x.Add(3, h)
+	step("add", true)
+	x.Add(3, h)
+	x.Has(3, h)
+	step("repeat and lookup", false)
+	bl := NewBuilder()
+	bl.Add(5, randomHash())
+	x.Install(bl)
+	step("install", true)
+	if ids := x.CacheIDs(); fmt.Sprint(ids) != "[3 5]" {
+		t.Fatalf("cache IDs %v, want [3 5]", ids)
+	}
+	x.Remove(3, h)
+	step("remove", true)
+	x.Remove(3, h)
+	x.DropCache(9)
+	step("removing what is not there", false)
+	x.DropCache(5)
+	step("drop", true)
+}
+
 func TestConcurrent(t *testing.T) {
 	x := New()
 	hashes := make([]string, 1000)

@@ -79,6 +79,9 @@ type Options struct {
 	Upstream UpstreamOptions
 	// Chunking configures the storage of NAR files as chunks.
 	Chunking ChunkOptions
+	// SnapshotPath is the file the presence index is kept in between runs
+	// (see snapshot.go): New starts from it, Run writes it. Empty: none.
+	SnapshotPath string
 }
 
 // Service is the cache service. It is safe for concurrent use.
@@ -119,8 +122,18 @@ type Service struct {
 	mu     sync.RWMutex
 	caches map[string]*cacheEntry // by name
 
-	syncMu  sync.Mutex // serialises Sync
-	lastSeq int64      // highest narinfo Seq in the index
+	syncMu  sync.Mutex       // serialises Sync
+	lastSeq int64            // highest narinfo Seq in the index
+	lastKey store.NarInfoKey // the key with that Seq, named by snapshots
+	// base is when the index was last loaded in full from the store.
+	base time.Time
+	// snapPath is the snapshot file; snapSeq and snapChanges are lastSeq
+	// and the index's count of changes when it was last written or read,
+	// and fromSnapshot says whether New started from it.
+	snapPath     string
+	snapSeq      int64
+	snapChanges  uint64
+	fromSnapshot bool
 }
 
 // New returns a Service over the given stores, with its cache list and
@@ -164,6 +177,7 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 		recheck:  opts.Upstream.Recheck,
 		chunking: opts.Chunking,
 		packs:    make(chan string, packQueue),
+		snapPath: opts.SnapshotPath,
 	}
 	if err := opts.Chunking.Chunk.Check(); err != nil {
 		return nil, err
@@ -187,7 +201,7 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 		s.limits.MaxSignatures = DefaultMaxSignatures
 	}
 	s.decoder = newDecoderOptions(opts.Limits)
-	if err := s.Sync(ctx); err != nil {
+	if err := s.load(ctx); err != nil {
 		return nil, err
 	}
 	// Loading the presence index leaves garbage about its own size (the
@@ -195,6 +209,27 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 	// than keep it resident (at ten million paths, ~180 MB instead of ~110).
 	debug.FreeOSMemory()
 	return s, nil
+}
+
+// load loads the cache list and the presence index: from the snapshot and
+// the keys committed since if it can, else every key.
+func (s *Service) load(ctx context.Context) error {
+	began := time.Now()
+	s.loadSnapshot(ctx)
+	if !s.fromSnapshot {
+		s.base = began // keys removed once the load began may be in the index
+	}
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
+	if err := s.reloadCaches(ctx); err != nil {
+		return err
+	}
+	if err := s.syncKeys(ctx, true); err != nil {
+		return err
+	}
+	s.log.Info("loaded presence index", "from_snapshot", s.fromSnapshot, "seq", s.lastSeq,
+		"took", time.Since(began).Round(time.Millisecond))
+	return nil
 }
 
 // IndexBytes returns the memory the presence index holds.
@@ -221,6 +256,10 @@ func (s *Service) Run(ctx context.Context, every time.Duration) {
 		if err := s.FlushAccess(flushCtx); err != nil {
 			s.log.Error("record the last reads", "err", err)
 		}
+		// The next start loads it rather than every narinfo.
+		if err := s.writeSnapshot(flushCtx); err != nil {
+			s.log.Error("write presence snapshot", "err", err)
+		}
 	}()
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -228,6 +267,8 @@ func (s *Service) Run(ctx context.Context, every time.Duration) {
 	defer housekeeping.Stop()
 	flush := time.NewTicker(accessFlush)
 	defer flush.Stop()
+	snapshot := time.NewTicker(snapshotEvery)
+	defer snapshot.Stop()
 	var gc <-chan time.Time // nil, and so never ready, without an interval
 	if s.gcEvery > 0 {
 		t := time.NewTicker(s.gcEvery)
@@ -267,6 +308,9 @@ func (s *Service) Run(ctx context.Context, every time.Duration) {
 			continue
 		case <-checked:
 			checking = false
+			continue
+		case <-snapshot.C:
+			s.writeSnapshotIfChanged(ctx)
 			continue
 		case <-flush.C:
 			if err := s.FlushAccess(ctx); err != nil && ctx.Err() == nil {
@@ -314,31 +358,52 @@ func (s *Service) Sync(ctx context.Context) error {
 	if err := s.reloadCaches(ctx); err != nil {
 		return err
 	}
-	// The first Sync loads every narinfo: in bulk, in large pages. Later
-	// ones add the few committed since, one at a time.
-	page, bulk := 10000, s.lastSeq == 0
+	return s.syncKeys(ctx, false)
+}
+
+// syncKeys adds the narinfo keys committed after lastSeq to the index. A
+// few are added one at a time; many (every key at a first start, those
+// committed since a snapshot, a burst another process wrote) in bulk, in
+// large pages, through a Builder: Add moves half a bucket per key. New
+// starts in bulk; otherwise a full page switches to it.
+func (s *Service) syncKeys(ctx context.Context, bulk bool) error {
+	page := 10000
+	// Nothing was rendered before New's load: no renderings to forget, at
+	// some tens of nanoseconds a key.
+	rendered := !bulk
 	var bl *presence.Builder
-	if bulk {
-		page, bl = 100_000, presence.NewBuilder()
-		defer s.index.Install(bl) // also what was read before an error
-	}
+	// Installs also what was read before an error: lastSeq has moved past it.
+	defer func() {
+		if bl != nil {
+			s.index.Install(bl)
+		}
+	}()
 	for {
+		if bulk && bl == nil {
+			page, bl = 100_000, presence.NewBuilder()
+		}
 		keys, err := s.meta.ListNarInfoKeys(ctx, s.lastSeq, page)
 		if err != nil {
 			return fmt.Errorf("list narinfos after %d: %w", s.lastSeq, err)
 		}
 		for _, k := range keys {
-			if bulk {
+			if bl != nil {
 				bl.Add(k.CacheID, k.Hash)
 			} else {
 				s.index.Add(k.CacheID, k.Hash)
+			}
+			if rendered {
 				s.rendered.forget(k.CacheID, k.Hash) // changed by another process
 			}
-			s.lastSeq = k.Seq
+		}
+		if len(keys) > 0 {
+			s.lastKey = keys[len(keys)-1]
+			s.lastSeq = s.lastKey.Seq
 		}
 		if len(keys) < page {
 			return nil
 		}
+		bulk = true
 	}
 }
 
