@@ -226,7 +226,7 @@ func TestUpstreamDead(t *testing.T) {
 // makes them; cut names NAR files it closes the connection of halfway.
 type forgedUpstream struct {
 	files map[string][]byte
-	cut   map[string]bool
+	cut   map[string]int // bytes sent before the connection is closed
 }
 
 func (f *forgedUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -235,10 +235,10 @@ func (f *forgedUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	if f.cut[r.URL.Path] {
+	if n, ok := f.cut[r.URL.Path]; ok {
 		w.Header().Set("Content-Length", fmt.Sprint(len(body)))
 		w.WriteHeader(200)
-		_, _ = w.Write(body[:len(body)/2])
+		_, _ = w.Write(body[:n])
 		w.(http.Flusher).Flush()
 		conn, _, err := http.NewResponseController(w).Hijack()
 		if err == nil {
@@ -263,7 +263,7 @@ func TestUpstreamForged(t *testing.T) {
 	must(t, err)
 	otherKey, err := narinfo.ParseSecretKey(otherSec)
 	must(t, err)
-	fu := &forgedUpstream{files: map[string][]byte{}, cut: map[string]bool{}}
+	fu := &forgedUpstream{files: map[string][]byte{}, cut: map[string]int{}}
 	hs := httptest.NewServer(fu)
 	defer hs.Close()
 	srv, _ = srv.upstreams(t, "main", "--upstream", hs.URL+"="+pub, "--skip=false", "--pull-through")
@@ -285,7 +285,9 @@ func TestUpstreamForged(t *testing.T) {
 	add("wrongkey", otherKey, nil, same)
 	add("tampered", key, nil, func(b []byte) []byte { b[len(b)-100] ^= 1; return b })
 	add("truncated", key, nil, same)
-	fu.cut["/"+paths["truncated"].NarKey()] = true
+	fu.cut["/"+paths["truncated"].NarKey()] = len(paths["truncated"].NAR) / 2
+	add("empty", key, nil, same)
+	fu.cut["/"+paths["empty"].NarKey()] = 0
 	other := newGoPath("other", 1000)
 	add("narhash", key, func(ni *narinfo.NarInfo) { ni.NarHash, _ = narinfo.ParseHash("sha256:" + other.narHash()) }, same)
 
@@ -301,15 +303,22 @@ func TestUpstreamForged(t *testing.T) {
 	if code := srv.narInfoStatus(t, "main", paths["wrongkey"].StorePath); code != 404 {
 		t.Errorf("narinfo signed with another key: %d, want 404", code)
 	}
-	for _, name := range []string{"tampered", "truncated", "narhash"} {
+	for _, name := range []string{"tampered", "truncated", "narhash", "empty"} {
 		p := paths[name]
 		code, body := httpDo(t, "GET", srv.cacheURL("main")+"/"+p.Hash()+".narinfo", "", nil)
 		if code != 200 {
 			t.Fatalf("%s: narinfo %d %s", name, code, body)
 		}
+		// Refused before its first byte is sent, the file is answered with
+		// 502; after, the answer is cut short.
 		code, n, err := get(srv.cacheURL("main") + "/" + narInfoFields(body)["URL"][0])
-		if err == nil || n >= len(p.NAR) {
-			t.Errorf("%s: the NAR file was served whole (%d, %d of %d bytes, %v); want it cut short", name, code, n, len(p.NAR), err)
+		switch {
+		case name == "empty" && code != http.StatusBadGateway:
+			t.Errorf("NAR file of which the upstream sent nothing: %d, %v; want 502", code, err)
+		case code == http.StatusBadGateway && err == nil:
+		case code == http.StatusOK && err != nil && n < len(p.NAR):
+		default:
+			t.Errorf("%s: NAR file answered %d, %d of %d bytes, %v; want 502, or 200 cut short", name, code, n, len(p.NAR), err)
 		}
 	}
 	srv.waitLog(t, "upstream narinfo refused")

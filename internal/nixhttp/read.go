@@ -1,6 +1,7 @@
 package nixhttp
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"io"
@@ -175,8 +176,20 @@ func (h *Handler) serveNar(w http.ResponseWriter, r *http.Request, info *request
 		return
 	}
 	defer body.Close()
+	var src io.Reader = body
+	if fromUpstream {
+		// The first bytes come before the status line: a fetch that fails
+		// before any byte can be sent is answered as such, not with a
+		// connection cut before the answer (which HTTP clients retry).
+		first, err := readFirst(body)
+		if err != nil {
+			h.upstreamFailed(w, r, info, err)
+			return
+		}
+		src = io.MultiReader(bytes.NewReader(first), body)
+	}
 	w.WriteHeader(status)
-	if _, err := io.Copy(w, body); err != nil {
+	if _, err := io.Copy(w, src); err != nil {
 		info.err = err // the client went away, or the store or upstream failed mid-stream
 		if fromUpstream {
 			// Cut the answer short for certain, so that no client takes
@@ -184,6 +197,46 @@ func (h *Handler) serveNar(w http.ResponseWriter, r *http.Request, info *request
 			panic(http.ErrAbortHandler)
 		}
 	}
+}
+
+// readFirst reads the first bytes of r: at least one, or none at its end.
+func readFirst(r io.Reader) ([]byte, error) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := r.Read(buf)
+		switch {
+		case n > 0:
+			return buf[:n], nil
+		case err == io.EOF:
+			return nil, nil
+		case err != nil:
+			return nil, err
+		}
+	}
+}
+
+// upstreamFailed answers a read of an upstream's NAR file that failed
+// before its first byte: 502 if the file failed its checks or the fetch
+// went wrong, as writeError for what it maps (an upstream unreachable for
+// now, a client gone).
+func (h *Handler) upstreamFailed(w http.ResponseWriter, r *http.Request, info *requestInfo, err error) {
+	switch service.CodeOf(err) {
+	case service.CodeUnavailable, service.CodeClientGone, service.CodeNotFound:
+		h.writeError(w, r, info, err)
+		return
+	}
+	info.err = err
+	msg := service.Message(err)
+	if msg == "" {
+		msg = "the fetch from the upstream failed"
+	}
+	hdr := w.Header()
+	hdr.Del("Content-Length")
+	hdr.Del("Accept-Ranges")
+	hdr.Set("Content-Type", "text/plain; charset=utf-8")
+	hdr.Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusBadGateway)
+	_, _ = io.WriteString(w, "502 Bad Gateway: the upstream's NAR file was refused, and nothing of it is served: "+msg+"\n")
 }
 
 // serveFile answers a listing, log, realisation or debuginfo file.
