@@ -105,7 +105,7 @@ func Default() Config {
 		UpstreamNegativeTTL:   Duration(time.Minute),
 		UpstreamRecheck:       Duration(24 * time.Hour),
 		Chunking:              true,
-		FastLookups:           false,
+		FastLookups:           true,
 		ChunkSize:             128 << 10,
 		ChunkMinNarSize:       256 << 10,
 		PackSize:              32 << 20,
