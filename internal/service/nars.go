@@ -60,6 +60,7 @@ func (s *Service) PutNar(ctx context.Context, c Cache, key nixkey.Key, body io.R
 	if size > s.limits.MaxUploadSize {
 		return false, errorf(CodeTooLarge, "%s is %d bytes, more than the limit of %d", key, size, s.limits.MaxUploadSize)
 	}
+	defer s.uploads.start()()
 	known, err := s.meta.CacheNar(ctx, c.entry.ID, key.Hash)
 	if err == nil && !known.Missing {
 		// The cache holds the file: the body need only be the same bytes.

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"sync/atomic"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -46,16 +47,31 @@ const packQueue = 1024
 // dropped).
 const packEvery = time.Hour
 
+// queuedPack is a NAR file waiting to be chunked, since at.
+type queuedPack struct {
+	fileHash string
+	at       time.Time
+}
+
 // queuePack asks for the NAR file with the given file hash to be chunked.
 func (s *Service) queuePack(fileHash string) {
 	if !s.chunking.Enabled {
 		return
 	}
 	select {
-	case s.packs <- fileHash:
+	case s.packs <- queuedPack{fileHash, time.Now()}:
 	default: // full: the periodic pass will find it
 	}
 }
+
+// Chunking a NAR file takes as much CPU as receiving it, so a NAR file
+// that arrived is chunked once no NAR upload has run for packQuiet, or
+// packMaxWait after it arrived if uploads never stop: pushes keep the
+// machine's cores, and what they stored is chunked in the pauses.
+const (
+	packQuiet   = time.Second
+	packMaxWait = 2 * time.Minute
+)
 
 // packPeriodically chunks NAR files as they arrive, and every packEvery
 // those stored whole, until ctx ends.
@@ -69,19 +85,56 @@ func (s *Service) packPeriodically(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case h := <-s.packs:
-			n, err := s.meta.GetNar(ctx, h)
+		case q := <-s.packs:
+			if !s.uploads.waitQuiet(ctx, packQuiet, q.at.Add(packMaxWait)) {
+				return
+			}
+			n, err := s.meta.GetNar(ctx, q.fileHash)
 			if err == nil {
 				_, err = s.packNar(ctx, n)
 			}
 			if err != nil && !errors.Is(err, store.ErrNotFound) && ctx.Err() == nil {
-				s.log.Warn("chunk a NAR file; it stays whole for now", "file_hash", h, "err", err)
+				s.log.Warn("chunk a NAR file; it stays whole for now", "file_hash", q.fileHash, "err", err)
 			}
 		case <-t.C:
 			if _, err := s.Rechunk(ctx, nil); err != nil && ctx.Err() == nil {
 				s.log.Error("chunk the NAR files stored whole", "err", err)
 			}
 			t.Reset(packEvery)
+		}
+	}
+}
+
+// activity tracks the operations running and when the last one ended.
+type activity struct {
+	running atomic.Int64
+	ended   atomic.Int64 // unix nanoseconds
+}
+
+// start marks an operation running; the function it returns marks it
+// ended.
+func (a *activity) start() func() {
+	a.running.Add(1)
+	return func() {
+		a.ended.Store(time.Now().UnixNano())
+		a.running.Add(-1)
+	}
+}
+
+// waitQuiet waits until no operation has run for quiet, or until
+// deadline, and reports false if ctx ended first.
+func (a *activity) waitQuiet(ctx context.Context, quiet time.Duration, deadline time.Time) bool {
+	for {
+		now := time.Now()
+		idle := a.running.Load() == 0 && now.Sub(time.Unix(0, a.ended.Load())) >= quiet
+		if idle || !now.Before(deadline) {
+			return ctx.Err() == nil
+		}
+		wait := min(quiet/4, deadline.Sub(now))
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(wait):
 		}
 	}
 }

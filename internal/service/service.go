@@ -115,9 +115,11 @@ type Service struct {
 	recheck  time.Duration
 	// chunking says how NAR files are stored as chunks; packs queues
 	// those that arrived, and packMu lets one be chunked at a time.
+	// uploads tracks NAR uploads, which queued chunking waits for.
 	chunking ChunkOptions
-	packs    chan string
+	packs    chan queuedPack
 	packMu   sync.Mutex
+	uploads  activity
 
 	mu     sync.RWMutex
 	caches map[string]*cacheEntry // by name
@@ -176,7 +178,7 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 		spoolDir: opts.Upstream.SpoolDir,
 		recheck:  opts.Upstream.Recheck,
 		chunking: opts.Chunking,
-		packs:    make(chan string, packQueue),
+		packs:    make(chan queuedPack, packQueue),
 		snapPath: opts.SnapshotPath,
 	}
 	if err := opts.Chunking.Chunk.Check(); err != nil {
