@@ -20,7 +20,9 @@ import (
 // TestMigrateData moves an embedded installation (SQLite and a directory)
 // to PostgreSQL and S3 with larder migrate-data, runs it again to catch up,
 // then serves from the new stores: Nix substitutes the old pushes from it
-// with the cache's old key, and the old token still pushes.
+// with the cache's old key, and the old token still pushes. The largest
+// NAR file is stored as chunks before the move, and is served from its
+// copied chunks after it.
 func TestMigrateData(t *testing.T) {
 	t.Parallel()
 	old := startServer(t)
@@ -29,9 +31,11 @@ func TestMigrateData(t *testing.T) {
 	c := n.buildClosure("migrate-" + randomHex(4))
 	hashes, files := n.narHashes("", c.Paths), snapshot(t, c.Paths)
 	n.withNetrc(old.Host, old.AdminToken).run("nix", "copy", "--to", old.cacheURL("main")+"?compression=zstd", c.Top)
+	big := waitChunked(t, old, c)
 	if err := old.terminate(t); err != nil {
 		t.Fatal(err)
 	}
+	blobs := old.countFiles(t, "blobs/nar") + old.countFiles(t, "blobs/pack")
 
 	st := newSharedStores(t, testserver.MinIO(t), testserver.Postgres(t))
 	dir := t.TempDir()
@@ -39,9 +43,12 @@ func TestMigrateData(t *testing.T) {
 	newData := t.TempDir()
 	must(t, os.WriteFile(from, []byte(fmt.Sprintf("data = %q\n", old.Data)), 0o600))
 	must(t, os.WriteFile(to, []byte(fmt.Sprintf("data = %q\nmeta = %q\nblobs = %q\n", newData, st.meta, st.blobs)), 0o600))
-	for round, want := range []string{"copied 4 blobs", "copied 0 blobs"} {
+	for round, want := range [][]string{
+		{fmt.Sprintf("copied %d blobs", blobs), "chunk lists of 1 NARs recorded"},
+		{"copied 0 blobs", "chunk lists of 0 NARs recorded"},
+	} {
 		out, errOut, err := runLarder(nil, "migrate-data", "--from", from, "--to", to)
-		if err != nil || !strings.Contains(out, want) || !strings.Contains(out, "verified") {
+		if err != nil || !strings.Contains(out, want[0]) || !strings.Contains(out, want[1]) || !strings.Contains(out, "verified") {
 			t.Fatalf("migrate-data round %d: %v\n%s%s", round+1, err, out, errOut)
 		}
 	}
@@ -51,6 +58,11 @@ func TestMigrateData(t *testing.T) {
 	if got := moved.pubkey(t, "main"); got != key {
 		t.Fatalf("the migrated cache has the key %s, not %s", got, key)
 	}
+	code, body := httpDo(t, "GET", moved.cacheURL("main")+"/"+hashPart(big.path)+".narinfo", "", nil)
+	if code != 200 || body != big.narinfo {
+		t.Fatalf("the migrated narinfo of %s: %d\n%s\nwant\n%s", big.path, code, body, big.narinfo)
+	}
+	checkPublishedFile(t, moved.cacheURL("main"), narInfoFields(body))
 	n.deleteLocal(append(append([]string{}, c.Paths...), c.Drvs...)...)
 	subst := needNix(t)
 	subst.run("nix-store", "-r", c.Top, "--option", "substituters", moved.cacheURL("main"), "--option", "trusted-public-keys", key)
@@ -58,6 +70,43 @@ func TestMigrateData(t *testing.T) {
 	d := n.buildPair("migrated-push-" + randomHex(4))
 	n.withNetrc(moved.Host, old.AdminToken).run("nix", "copy", "--to", moved.cacheURL("main"), d.Top)
 	needNix(t).run("nix", "store", "verify", "--store", moved.cacheURL("main"), "--trusted-public-keys", key, "-r", d.Top)
+}
+
+// chunkedPath is a path whose NAR file a server stores as chunks, with
+// the narinfo the server publishes for it.
+type chunkedPath struct {
+	path, narinfo string
+}
+
+// waitChunked waits until srv stores the NAR file of the largest path of
+// c (the only one above the default chunk_min_nar_size) as chunks: until
+// its whole blob is deleted, which the server does only once the chunk
+// list is recorded. It returns that path with its narinfo.
+func waitChunked(t *testing.T, srv *server, c closure) chunkedPath {
+	t.Helper()
+	var big string
+	for _, p := range c.Paths {
+		if strings.Contains(p, "-big-") {
+			big = p
+		}
+	}
+	if big == "" {
+		t.Fatalf("no big path in %v", c.Paths)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for srv.countFiles(t, "blobs/nar") != len(c.Paths)-1 || srv.countFiles(t, "blobs/pack") == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("after a minute the server holds %d whole NAR files and %d packs, not %d and some",
+				srv.countFiles(t, "blobs/nar"), srv.countFiles(t, "blobs/pack"), len(c.Paths)-1)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	code, body := httpDo(t, "GET", srv.cacheURL("main")+"/"+hashPart(big)+".narinfo", "", nil)
+	if code != 200 {
+		t.Fatalf("the narinfo of %s: %d %s", big, code, body)
+	}
+	checkPublishedFile(t, srv.cacheURL("main"), narInfoFields(body))
+	return chunkedPath{path: big, narinfo: body}
 }
 
 // unreachableBlobs is a blob store no one listens at, with credentials in

@@ -48,8 +48,8 @@ func (c *migrateDataCmd) run(ctx context.Context, e *env, _ []string) error {
 	log := app.NewLogger(config.Default(), e.stderr)
 	r, err := migrate.Copy(ctx, migrate.Stores{Meta: sides[0].Meta, Blobs: sides[0].Blobs},
 		migrate.Stores{Meta: sides[1].Meta, Blobs: sides[1].Blobs}, log)
-	fmt.Fprintf(e.stdout, "created %d caches and %d tokens; copied %d blobs (%d bytes); %d NARs, %d narinfos and %d other files in place; %d NAR files verified\n",
-		r.Caches, r.Tokens, r.Blobs, r.BlobBytes, r.Nars, r.NarInfos, r.Objs, r.Verified)
+	fmt.Fprintf(e.stdout, "created %d caches and %d tokens; copied %d blobs (%d bytes); %d NARs, %d narinfos and %d other files in place; chunk lists of %d NARs recorded; %d NAR files verified\n",
+		r.Caches, r.Tokens, r.Blobs, r.BlobBytes, r.Nars, r.NarInfos, r.Objs, r.Packed, r.Verified)
 	if err != nil {
 		return err
 	}

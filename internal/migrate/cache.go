@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/larder-cache/larder/internal/chunk"
 	"github.com/larder-cache/larder/internal/store"
 	"github.com/nix-community/go-nix/pkg/nixbase32"
 )
@@ -32,7 +33,8 @@ func eachEntry(ctx context.Context, m store.MetaStore, cacheID int64, fn func(st
 }
 
 // copyCache copies a cache's NAR links and objects, then its narinfos
-// (which need their NAR linked first).
+// (which need their NAR linked first). A packed NAR is copied with its
+// chunk index, whose packs copyBlobs has copied.
 func copyCache(ctx context.Context, src, dst Stores, srcID, dstID int64, r *Report) error {
 	var narinfos []string
 	err := eachEntry(ctx, src.Meta, srcID, func(e store.Entry) error {
@@ -43,8 +45,12 @@ func copyCache(ctx context.Context, src, dst Stores, srcID, dstID int64, r *Repo
 				return fmt.Errorf("read NAR %s: %w", e.Key, err)
 			}
 			n.CreatedAt = e.Modified
-			if _, err := dst.Meta.AddNar(ctx, dstID, n, e.Key); err != nil {
+			to, err := dst.Meta.AddNar(ctx, dstID, n, e.Key)
+			if err != nil {
 				return fmt.Errorf("record NAR %s: %w", e.Key, err)
+			}
+			if err := copyPacked(ctx, src, dst, n, to, r); err != nil {
+				return err
 			}
 			r.Nars++
 		case store.EntryObject:
@@ -140,15 +146,19 @@ func count(ctx context.Context, m store.MetaStore, cacheID int64) (counts, error
 	return c, err
 }
 
-// verifyNar reads a NAR file of the target back and checks its hash and size.
+// verifyNar reads a NAR file of the target back and checks its hash and
+// size: for one stored whole, those of its blob against its file hash and
+// size; for one stored as chunks, those of the file the frames of its
+// chunks make in order (which the target serves) against its packed hash
+// and size.
 func verifyNar(ctx context.Context, dst Stores, cacheID int64, key string, r *Report) error {
 	n, err := dst.Meta.CacheNar(ctx, cacheID, nixHashOfKey(key))
 	if err != nil {
 		return fmt.Errorf("verify %s: %w", key, err)
 	}
-	rc, err := dst.Blobs.Get(ctx, n.BlobKey, 0, -1)
+	rc, where, err := openNar(ctx, dst, n)
 	if errors.Is(err, store.ErrNotFound) {
-		return fmt.Errorf("verification failed: %s has no bytes in the target (blob %s)", key, n.BlobKey)
+		return fmt.Errorf("verification failed: %s has no bytes in the target (%s)", key, where)
 	}
 	if err != nil {
 		return fmt.Errorf("verify %s: %w", key, err)
@@ -156,12 +166,33 @@ func verifyNar(ctx context.Context, dst Stores, cacheID int64, key string, r *Re
 	defer rc.Close()
 	h := sha256.New()
 	size, err := io.Copy(h, rc)
+	if errors.Is(err, store.ErrNotFound) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("verification failed: %s has bytes missing in the target (%s): %w", key, where, err)
+	}
 	if err != nil {
 		return fmt.Errorf("verify %s: %w", key, err)
 	}
-	if got := nixbase32.EncodeToString(h.Sum(nil)); got != n.FileHash || size != n.FileSize {
-		return fmt.Errorf("verification failed: %s in the target hashes to %s (%d bytes), not %s (%d bytes)", key, got, size, n.FileHash, n.FileSize)
+	wantHash, wantSize := n.FileHash, n.FileSize
+	if n.PackedHash != "" {
+		wantHash, wantSize = n.PackedHash, n.PackedSize
+	}
+	if got := nixbase32.EncodeToString(h.Sum(nil)); got != wantHash || size != wantSize {
+		return fmt.Errorf("verification failed: %s in the target (%s) hashes to %s (%d bytes), not %s (%d bytes)", key, where, got, size, wantHash, wantSize)
 	}
 	r.Verified++
 	return nil
+}
+
+// openNar opens the bytes the target serves of n, and says where they are:
+// its blob, or the packs of its chunks.
+func openNar(ctx context.Context, dst Stores, n store.Nar) (io.ReadCloser, string, error) {
+	if n.PackedHash == "" {
+		rc, err := dst.Blobs.Get(ctx, n.BlobKey, 0, -1)
+		return rc, "blob " + n.BlobKey, err
+	}
+	chunks, err := dst.Meta.NarChunks(ctx, n.FileHash)
+	if err != nil {
+		return nil, "its chunk list", err
+	}
+	return chunk.Frames(ctx, dst.Blobs, chunks, 0, -1), fmt.Sprintf("%d chunks", len(chunks)), nil
 }

@@ -6,7 +6,8 @@
 // A copy can be run again to catch up: what the target already holds is
 // kept, and only what is missing is copied. At the end every record is
 // counted on both sides, and every NAR file of the target is read back and
-// hashed against its name.
+// hashed against its name, or, for one stored as chunks, the frames of its
+// chunks against its packed hash.
 package migrate
 
 import (
@@ -35,6 +36,7 @@ type Report struct {
 	Blobs                int // copied
 	BlobBytes            int64
 	Nars, NarInfos, Objs int // created or already there, per cache summed
+	Packed               int // packed NARs whose chunk index was recorded
 	Verified             int // NAR files read back and hashed
 }
 
