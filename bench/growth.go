@@ -57,13 +57,13 @@ func growthMeasures(ctx context.Context, o options, r *report) error {
 		g.rss = max(g.rss, l.rss())
 		l.stop()
 		if err == nil {
-			g.restart, err = restartLarder(ctx, o.larder, data, hits)
+			g.restart, g.restartRSS, err = restartLarder(ctx, o.larder, data, hits)
 		}
 		if err != nil {
 			return err
 		}
-		fmt.Printf("  start-up %s (from the snapshot %s), RSS %d MiB, hits %.0f/s p99 %.2f ms, misses %.0f/s p99 %.2f ms\n",
-			startup.Round(time.Millisecond), g.restart.Round(time.Millisecond), g.rss>>20, g.hit.rps, g.hit.p99, g.miss.rps, g.miss.p99)
+		fmt.Printf("  start-up %s (from the snapshot %s), RSS %d MiB (from the snapshot %d MiB), hits %.0f/s p99 %.2f ms, misses %.0f/s p99 %.2f ms\n",
+			startup.Round(time.Millisecond), g.restart.Round(time.Millisecond), g.rss>>20, g.restartRSS>>20, g.hit.rps, g.hit.p99, g.miss.rps, g.miss.p99)
 		r.growth = append(r.growth, g)
 	}
 	return nil
@@ -71,24 +71,24 @@ func growthMeasures(ctx context.Context, o options, r *report) error {
 
 // restartLarder starts the server on data again, which its last clean stop
 // left a presence snapshot in, returns how long it took to answer, and
-// checks that it serves the hits.
-func restartLarder(ctx context.Context, bin, data string, hits []string) (time.Duration, error) {
+// checks that it serves the hits, and returns its resident memory then.
+func restartLarder(ctx context.Context, bin, data string, hits []string) (time.Duration, int64, error) {
 	l, took, err := startLarder(ctx, bin, data)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer l.stop()
 	for _, h := range hits[:min(len(hits), 100)] {
 		resp, err := http.Get(l.URL + h)
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
-			return 0, fmt.Errorf("after a restart, %s answered %s", h, resp.Status)
+			return 0, 0, fmt.Errorf("after a restart, %s answered %s", h, resp.Status)
 		}
 	}
-	return took, nil
+	return took, l.rss(), nil
 }
 
 // fillNarInfos adds n narinfos with random hashes, each serving a NAR of
