@@ -16,6 +16,7 @@ import (
 
 	"github.com/larder-cache/larder/internal/app"
 	"github.com/larder-cache/larder/internal/buildinfo"
+	"github.com/larder-cache/larder/internal/coalesce"
 	"github.com/larder-cache/larder/internal/config"
 	"github.com/larder-cache/larder/internal/nixhttp"
 	"github.com/larder-cache/larder/internal/plainhttp"
@@ -103,7 +104,10 @@ func (serveCmd) run(ctx context.Context, e *env, _ []string) error {
 	serve := func() error { return srv.Serve(ln) }
 	switch {
 	case cfg.TLSCert != "":
-		serve = func() error { return srv.ServeTLS(ln, cfg.TLSCert, cfg.TLSKey) }
+		// Coalesced under TLS: HTTP/2 answers many streams at once, and
+		// would otherwise write each answer in a record and a system call
+		// of its own.
+		serve = func() error { return srv.ServeTLS(coalesce.NewListener(ln), cfg.TLSCert, cfg.TLSKey) }
 	case cfg.FastLookups:
 		plain := plainhttp.New(srv.Handler, srv, plainhttp.Options{Logger: a.Log.With("component", "http"),
 			ReadHeaderTimeout: srv.ReadHeaderTimeout, IdleTimeout: srv.IdleTimeout, MaxHeaderBytes: srv.MaxHeaderBytes})
