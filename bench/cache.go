@@ -277,7 +277,7 @@ func cacheMeasures(ctx context.Context, o options, r *report) error {
 		// directory, which one server at a time may hold.
 		l.stop()
 		hits, misses := narinfoPaths(d)
-		if err := h2Measures(ctx, o, r, data, hits, misses, ng.TLSURL, cert, key); err != nil {
+		if err := h2Measures(ctx, o, r, data, d, hits, misses, ng.TLSURL, cert, key); err != nil {
 			return err
 		}
 	}
@@ -354,13 +354,13 @@ func narMeasures(ctx context.Context, o options, r *report, larderURL, nginxURL 
 	for run := range o.runs {
 		fmt.Printf("NAR downloads, run %d…\n", run+1)
 		for _, name := range names {
-			key, size, err := narKey(larderURL, "downloads", d.downloads[name])
+			key, size, err := narKey(larderURL, "downloads", d.downloads[name], http.DefaultClient)
 			if err != nil {
 				return err
 			}
 			var mbs [2]float64
 			for i, base := range []string{larderURL, nginxURL} {
-				if mbs[i], err = download(ctx, base+"/downloads/"+key, size, time.Duration(o.seconds)*time.Second); err != nil {
+				if mbs[i], err = download(ctx, plainClient(), base+"/downloads/"+key, size, time.Duration(o.seconds)*time.Second); err != nil {
 					return err
 				}
 			}
@@ -371,8 +371,8 @@ func narMeasures(ctx context.Context, o options, r *report, larderURL, nginxURL 
 }
 
 // narKey reads the NAR file's key and size from the narinfo larder serves.
-func narKey(base, cache, storePath string) (string, int64, error) {
-	resp, err := http.Get(base + "/" + cache + "/" + filepath.Base(storePath)[:32] + ".narinfo")
+func narKey(base, cache, storePath string, client *http.Client) (string, int64, error) {
+	resp, err := client.Get(base + "/" + cache + "/" + filepath.Base(storePath)[:32] + ".narinfo")
 	if err != nil {
 		return "", 0, err
 	}
@@ -394,10 +394,15 @@ func narKey(base, cache, storePath string) (string, int64, error) {
 	return key, size, nil
 }
 
+// plainClient is the client of the downloads over plain HTTP/1.1: a
+// connection per stream.
+func plainClient() *http.Client {
+	return &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 8, DisableCompression: true}}
+}
+
 // download fetches url with four streams for about d (at least once each)
 // and returns MB/s, checking every body's length.
-func download(ctx context.Context, url string, size int64, d time.Duration) (float64, error) {
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 8, DisableCompression: true}}
+func download(ctx context.Context, client *http.Client, url string, size int64, d time.Duration) (float64, error) {
 	var total atomic.Int64
 	var firstErr error
 	var mu sync.Mutex

@@ -8,12 +8,15 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
+	"maps"
 	"math/big"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -136,7 +139,7 @@ func h2Latency(path string) (p50, p99 float64, err error) {
 // h2Measures: narinfo hits and misses over HTTPS with HTTP/2, larder (on
 // the cache's data, with --tls-cert) against nginx (listen … ssl http2,
 // the same certificate), 16 connections of 16 streams.
-func h2Measures(ctx context.Context, o options, r *report, data string, hits, misses []string, nginxTLS string, cert, key string) error {
+func h2Measures(ctx context.Context, o options, r *report, data string, d *dataset, hits, misses []string, nginxTLS string, cert, key string) error {
 	l, _, err := startLarder(ctx, o.larder, data, "--tls-cert", cert, "--tls-key", key)
 	if err != nil {
 		return err
@@ -166,6 +169,42 @@ func h2Measures(ctx context.Context, o options, r *report, data string, hits, mi
 			}
 			r.add("narinfo "+c.name+", HTTPS + HTTP/2, requests/s (16 conn × 16 streams)", "req/s", "nginx", "≥ 1.0", lr.rps, nr.rps)
 			r.add("narinfo "+c.name+", HTTPS + HTTP/2, p99 latency", "ms", "nginx", "(lower is better)", lr.p99, nr.p99)
+		}
+	}
+	if o.wants("nar") {
+		return h2Downloads(ctx, o, r, d, l.URL, nginxTLS, cert)
+	}
+	return nil
+}
+
+// h2Downloads measures the NAR downloads over HTTPS and HTTP/2, four
+// streams on one connection, as curl fetches them for Nix.
+func h2Downloads(ctx context.Context, o options, r *report, d *dataset, larderURL, nginxURL, cert string) error {
+	pem, err := os.ReadFile(cert)
+	if err != nil {
+		return err
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(pem)
+	client := func() *http.Client {
+		return &http.Client{Transport: &http.Transport{ForceAttemptHTTP2: true, DisableCompression: true,
+			TLSClientConfig: &tls.Config{RootCAs: roots}}}
+	}
+	names := slices.Sorted(maps.Keys(d.downloads))
+	for run := range o.runs {
+		fmt.Printf("NAR downloads over HTTP/2, run %d…\n", run+1)
+		for _, name := range names {
+			key, size, err := narKey(larderURL, "downloads", d.downloads[name], client())
+			if err != nil {
+				return err
+			}
+			var mbs [2]float64
+			for i, base := range []string{larderURL, nginxURL} {
+				if mbs[i], err = download(ctx, client(), base+"/downloads/"+key, size, time.Duration(o.seconds)*time.Second); err != nil {
+					return err
+				}
+			}
+			r.add(fmt.Sprintf("NAR download %s, HTTPS + HTTP/2, 4 streams", strings.TrimPrefix(name, "nar")), "MB/s", "nginx", "≥ 0.9", mbs[0], mbs[1])
 		}
 	}
 	return nil
