@@ -354,13 +354,16 @@ func narMeasures(ctx context.Context, o options, r *report, larderURL, nginxURL 
 	for run := range o.runs {
 		fmt.Printf("NAR downloads, run %d…\n", run+1)
 		for _, name := range names {
-			key, size, err := narKey(larderURL, "downloads", d.downloads[name], http.DefaultClient)
-			if err != nil {
-				return err
-			}
 			var mbs [2]float64
 			for i, base := range []string{larderURL, nginxURL} {
-				if mbs[i], err = download(ctx, plainClient(), base+"/downloads/"+key, size, time.Duration(o.seconds)*time.Second); err != nil {
+				// Each server names the file as its narinfo says: larder's
+				// key changes once the NAR file is stored as chunks.
+				client := plainClient()
+				key, size, err := narKey(base, "downloads", d.downloads[name], client)
+				if err != nil {
+					return err
+				}
+				if mbs[i], err = download(ctx, client, base+"/downloads/"+key, size, time.Duration(o.seconds)*time.Second); err != nil {
 					return err
 				}
 			}
@@ -370,7 +373,7 @@ func narMeasures(ctx context.Context, o options, r *report, larderURL, nginxURL 
 	return nil
 }
 
-// narKey reads the NAR file's key and size from the narinfo larder serves.
+// narKey reads the NAR file's key and size from the narinfo a server serves.
 func narKey(base, cache, storePath string, client *http.Client) (string, int64, error) {
 	resp, err := client.Get(base + "/" + cache + "/" + filepath.Base(storePath)[:32] + ".narinfo")
 	if err != nil {
@@ -417,10 +420,14 @@ func download(ctx context.Context, client *http.Client, url string, size int64, 
 				resp, err := client.Do(req)
 				if err == nil {
 					var n int64
+					var said []byte
+					if resp.StatusCode != http.StatusOK {
+						said, _ = io.ReadAll(io.LimitReader(resp.Body, 300))
+					}
 					n, err = io.Copy(io.Discard, resp.Body)
 					resp.Body.Close()
 					if err == nil && (resp.StatusCode != 200 || n != size) {
-						err = fmt.Errorf("GET %s: %d, %d bytes of %d", url, resp.StatusCode, n, size)
+						err = fmt.Errorf("GET %s: %d, %d bytes of %d %q", url, resp.StatusCode, n+int64(len(said)), size, said)
 					}
 					total.Add(n)
 				}

@@ -186,7 +186,7 @@ func h2Downloads(ctx context.Context, o options, r *report, d *dataset, larderUR
 	}
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(pem)
-	client := func() *http.Client {
+	newClient := func() *http.Client {
 		return &http.Client{Transport: &http.Transport{ForceAttemptHTTP2: true, DisableCompression: true,
 			TLSClientConfig: &tls.Config{RootCAs: roots}}}
 	}
@@ -194,13 +194,16 @@ func h2Downloads(ctx context.Context, o options, r *report, d *dataset, larderUR
 	for run := range o.runs {
 		fmt.Printf("NAR downloads over HTTP/2, run %d…\n", run+1)
 		for _, name := range names {
-			key, size, err := narKey(larderURL, "downloads", d.downloads[name], client())
-			if err != nil {
-				return err
-			}
 			var mbs [2]float64
 			for i, base := range []string{larderURL, nginxURL} {
-				if mbs[i], err = download(ctx, client(), base+"/downloads/"+key, size, time.Duration(o.seconds)*time.Second); err != nil {
+				// Each server names the file as its narinfo says: larder's
+				// key changes once the NAR file is stored as chunks.
+				client := newClient()
+				key, size, err := narKey(base, "downloads", d.downloads[name], client)
+				if err != nil {
+					return err
+				}
+				if mbs[i], err = download(ctx, client, base+"/downloads/"+key, size, time.Duration(o.seconds)*time.Second); err != nil {
 					return err
 				}
 			}

@@ -154,11 +154,11 @@ func (p *proc) cpuTime() int64 {
 }
 
 // settle waits, at most a minute, until the process has used under 5% of
-// a core for a second: until what a push started in the background (its
-// NARs cut into chunks) is done, so that it is not measured as the
-// lookups' cost.
+// a core for three seconds running: until what a push started in the
+// background (its NARs cut into chunks, which begins a second after the
+// last upload) is done, so that it is not measured as the lookups' cost.
 func (p *proc) settle(ctx context.Context) {
-	last := p.cpuTime()
+	last, quiet := p.cpuTime(), 0
 	for range 60 {
 		select {
 		case <-ctx.Done():
@@ -167,6 +167,11 @@ func (p *proc) settle(ctx context.Context) {
 		}
 		now := p.cpuTime()
 		if now-last < 5 {
+			quiet++
+		} else {
+			quiet = 0
+		}
+		if quiet == 3 {
 			return
 		}
 		last = now
