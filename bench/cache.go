@@ -457,11 +457,16 @@ func pushMeasures(ctx context.Context, o options, r *report, l *larder, pusher *
 		for i, to := range []string{l.URL + "/" + cache + "?compression=zstd",
 			"file://" + filepath.Join(o.work, "push-"+cache) + "?compression=zstd"} {
 			_ = os.RemoveAll(filepath.Join(pusher.home, "cache")) // Nix forgets what it asked before
+			stopProfile := func() {}
+			if i == 0 {
+				stopProfile = l.profile(ctx, o.profile, fmt.Sprintf("push-%d", run), 3*time.Second)
+			}
 			began := time.Now()
 			if _, err := pusher.run(ctx, "nix", "copy", "--to", to, d.top); err != nil {
 				return err
 			}
 			took[i] = time.Since(began)
+			stopProfile()
 		}
 		r.add(fmt.Sprintf("push %d paths (%.0f MB), nix copy, zstd", len(d.paths), float64(d.bytes)/1e6), "s",
 			"file://", "≤ 1.15", took[0].Seconds(), took[1].Seconds())
