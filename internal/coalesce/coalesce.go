@@ -138,18 +138,36 @@ func (c *conn) Close() error {
 	return c.Conn.Close()
 }
 
+// SetDeadline and SetWriteDeadline first wait for the bytes written before
+// them to be sent, under the deadline they were written with: a caller
+// that ends its writes with a deadline of now, as crypto/tls does after its
+// close_notify alert, must not cut off what it already wrote.
 func (c *conn) SetDeadline(t time.Time) error {
-	c.setDeadline(t)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.drain()
+	c.deadline = t
 	return c.Conn.SetDeadline(t)
 }
 
 func (c *conn) SetWriteDeadline(t time.Time) error {
-	c.setDeadline(t)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.drain()
+	c.deadline = t
 	return c.Conn.SetWriteDeadline(t)
 }
 
-func (c *conn) setDeadline(t time.Time) {
-	c.mu.Lock()
-	c.deadline = t
-	c.mu.Unlock()
+// drain waits, with c.mu held, until nothing is buffered or in flight, or
+// a write failed; at most closeTimeout, if the deadline set is later.
+func (c *conn) drain() {
+	if c.err != nil || len(c.buf) == 0 && !c.busy {
+		return
+	}
+	if limit := time.Now().Add(closeTimeout); c.deadline.IsZero() || c.deadline.After(limit) {
+		_ = c.Conn.SetWriteDeadline(limit)
+	}
+	for c.err == nil && (len(c.buf) > 0 || c.busy) {
+		c.drained.Wait()
+	}
 }

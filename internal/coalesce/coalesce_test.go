@@ -270,3 +270,28 @@ func TestHTTP2(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestDeadlineAfterWrites: a deadline set after some writes, even one of
+// now (as crypto/tls sets after its close_notify alert), does not cut off
+// what was written before it.
+func TestDeadlineAfterWrites(t *testing.T) {
+	for range 50 {
+		server, client := pair(t)
+		msg := bytes.Repeat([]byte("answer "), 20_000)
+		if _, err := server.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		if err := server.SetWriteDeadline(time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := server.Write([]byte("late")); err == nil {
+			// A write after a deadline of now may fail, or be sent.
+			msg = append(msg, "late"...)
+		}
+		go server.Close()
+		got, _ := io.ReadAll(client)
+		if !bytes.HasPrefix(got, msg[:len(msg)-4]) || len(got) < len(msg)-4 {
+			t.Fatalf("%d of %d bytes written before the deadline arrived", len(got), len(msg))
+		}
+	}
+}
