@@ -23,6 +23,9 @@ import (
 // waits for the batch in flight.
 const MaxBuffered = 64 << 10
 
+// keptBuffer is the largest buffer a connection keeps between batches.
+const keptBuffer = 16 << 10
+
 // closeTimeout bounds the wait of Close for the bytes still buffered, when
 // the connection has no earlier write deadline.
 const closeTimeout = 10 * time.Second
@@ -101,7 +104,11 @@ func (c *conn) flush() {
 		_, err := c.Conn.Write(out)
 		c.mu.Lock()
 		c.busy = false
-		if cap(out) <= 2*MaxBuffered {
+		// A small buffer is kept for the next batch; a large one (a file
+		// being sent) is left to the collector, so that an idle
+		// connection holds little.
+		c.spare = nil
+		if cap(out) <= keptBuffer {
 			c.spare = out[:0]
 		}
 		if err != nil {
@@ -142,20 +149,16 @@ func (c *conn) Close() error {
 // them to be sent, under the deadline they were written with: a caller
 // that ends its writes with a deadline of now, as crypto/tls does after its
 // close_notify alert, must not cut off what it already wrote.
-func (c *conn) SetDeadline(t time.Time) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.drain()
-	c.deadline = t
-	return c.Conn.SetDeadline(t)
-}
+func (c *conn) SetDeadline(t time.Time) error { return c.setDeadline(t, c.Conn.SetDeadline) }
 
-func (c *conn) SetWriteDeadline(t time.Time) error {
+func (c *conn) SetWriteDeadline(t time.Time) error { return c.setDeadline(t, c.Conn.SetWriteDeadline) }
+
+func (c *conn) setDeadline(t time.Time, set func(time.Time) error) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.drain()
 	c.deadline = t
-	return c.Conn.SetWriteDeadline(t)
+	return set(t)
 }
 
 // drain waits, with c.mu held, until nothing is buffered or in flight, or
