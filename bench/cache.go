@@ -350,15 +350,27 @@ func narinfoPaths(d *dataset) (hits, misses []string) {
 
 // narMeasures: NAR downloads of each size, four at a time, MB/s.
 func narMeasures(ctx context.Context, o options, r *report, larderURL, nginxURL string, d *dataset) error {
+	return downloadMeasures(ctx, o, r, d, larderURL, nginxURL, "", plainClient)
+}
+
+// downloadMeasures measures the downloads of the data set's NAR files from
+// larder and from nginx with clients that newClient makes, one per
+// server and file; over names the transport in the report ("": plain
+// HTTP/1.1).
+func downloadMeasures(ctx context.Context, o options, r *report, d *dataset, larderURL, nginxURL, over string, newClient func() *http.Client) error {
 	names := slices.Sorted(maps.Keys(d.downloads))
+	label, suffix := "", ""
+	if over != "" {
+		label, suffix = " over "+over, ", "+over
+	}
 	for run := range o.runs {
-		fmt.Printf("NAR downloads, run %d…\n", run+1)
+		fmt.Printf("NAR downloads%s, run %d…\n", label, run+1)
 		for _, name := range names {
 			var mbs [2]float64
 			for i, base := range []string{larderURL, nginxURL} {
 				// Each server names the file as its narinfo says: larder's
 				// key changes once the NAR file is stored as chunks.
-				client := plainClient()
+				client := newClient()
 				key, size, err := narKey(base, "downloads", d.downloads[name], client)
 				if err != nil {
 					return err
@@ -367,7 +379,7 @@ func narMeasures(ctx context.Context, o options, r *report, larderURL, nginxURL 
 					return err
 				}
 			}
-			r.add(fmt.Sprintf("NAR download %s, 4 streams", strings.TrimPrefix(name, "nar")), "MB/s", "nginx", "≥ 0.9", mbs[0], mbs[1])
+			r.add(fmt.Sprintf("NAR download %s%s, 4 streams", strings.TrimPrefix(name, "nar"), suffix), "MB/s", "nginx", "≥ 0.9", mbs[0], mbs[1])
 		}
 	}
 	return nil

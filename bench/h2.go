@@ -13,7 +13,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
-	"maps"
 	"math/big"
 	"net"
 	"net/http"
@@ -190,25 +189,5 @@ func h2Downloads(ctx context.Context, o options, r *report, d *dataset, larderUR
 		return &http.Client{Transport: &http.Transport{ForceAttemptHTTP2: true, DisableCompression: true,
 			TLSClientConfig: &tls.Config{RootCAs: roots}}}
 	}
-	names := slices.Sorted(maps.Keys(d.downloads))
-	for run := range o.runs {
-		fmt.Printf("NAR downloads over HTTP/2, run %d…\n", run+1)
-		for _, name := range names {
-			var mbs [2]float64
-			for i, base := range []string{larderURL, nginxURL} {
-				// Each server names the file as its narinfo says: larder's
-				// key changes once the NAR file is stored as chunks.
-				client := newClient()
-				key, size, err := narKey(base, "downloads", d.downloads[name], client)
-				if err != nil {
-					return err
-				}
-				if mbs[i], err = download(ctx, client, base+"/downloads/"+key, size, time.Duration(o.seconds)*time.Second); err != nil {
-					return err
-				}
-			}
-			r.add(fmt.Sprintf("NAR download %s, HTTPS + HTTP/2, 4 streams", strings.TrimPrefix(name, "nar")), "MB/s", "nginx", "≥ 0.9", mbs[0], mbs[1])
-		}
-	}
-	return nil
+	return downloadMeasures(ctx, o, r, d, larderURL, nginxURL, "HTTPS + HTTP/2", newClient)
 }
