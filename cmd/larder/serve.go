@@ -110,7 +110,8 @@ func (serveCmd) run(ctx context.Context, e *env, _ []string) error {
 		serve = func() error { return srv.ServeTLS(coalesce.NewListener(ln), cfg.TLSCert, cfg.TLSKey) }
 	case cfg.FastLookups:
 		plain := plainhttp.New(srv.Handler, srv, plainhttp.Options{Logger: a.Log.With("component", "http"),
-			ReadHeaderTimeout: srv.ReadHeaderTimeout, IdleTimeout: srv.IdleTimeout, MaxHeaderBytes: srv.MaxHeaderBytes})
+			ReadHeaderTimeout: srv.ReadHeaderTimeout, IdleTimeout: srv.IdleTimeout, MaxHeaderBytes: srv.MaxHeaderBytes,
+			Quick: nix})
 		serve, shutdown = func() error { return plain.Serve(ln) }, plain.Shutdown
 	}
 	errc := make(chan error, 1)

@@ -1,6 +1,7 @@
 package httpx
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"log/slog"
@@ -73,9 +74,15 @@ type AccessLog struct {
 // text of the client's) and, if the logger writes Info, logs the line whose
 // attributes line returns; it is not called otherwise.
 func (a *AccessLog) Done(r *http.Request, w *ResponseWriter, kind string, d time.Duration, line func() []slog.Attr) {
-	a.Metrics.Request(a.Protocol, kind, r.Method, w.Status(), d)
-	if !a.Logger.Enabled(r.Context(), slog.LevelInfo) {
+	a.Answered(r.Context(), r.Method, w.Status(), kind, d, line)
+}
+
+// Answered is Done for a request answered without net/http (see Lookup):
+// its method and the status of its answer.
+func (a *AccessLog) Answered(ctx context.Context, method string, status int, kind string, d time.Duration, line func() []slog.Attr) {
+	a.Metrics.Request(a.Protocol, kind, method, status, d)
+	if !a.Logger.Enabled(ctx, slog.LevelInfo) {
 		return // spare building the line
 	}
-	a.Logger.LogAttrs(r.Context(), slog.LevelInfo, a.Message, line()...)
+	a.Logger.LogAttrs(ctx, slog.LevelInfo, a.Message, line()...)
 }

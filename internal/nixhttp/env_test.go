@@ -35,6 +35,7 @@ type env struct {
 	blobs   store.BlobStore
 	blobDir string
 	srv     *httptest.Server
+	h       *nixhttp.Handler
 	admin   string // a token with admin rights on every cache
 	logs    *logBuffer
 }
@@ -66,7 +67,7 @@ func newEnv(t testing.TB, tweak ...func(*config.Config)) *env {
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return &env{t: t, app: a, meta: a.Meta, blobs: a.Blobs, blobDir: cfg.BlobsURL().Path,
-		srv: srv, admin: strings.TrimSpace(string(tok)), logs: logs}
+		srv: srv, h: h, admin: strings.TrimSpace(string(tok)), logs: logs}
 }
 
 // do sends a request and returns the response with its body read.

@@ -1,6 +1,7 @@
 package nixhttp
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -95,18 +96,23 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, info *reque
 // logRequest writes the access log line of a request begun at start and
 // counts it in the metrics.
 func (h *Handler) logRequest(r *http.Request, w *httpx.ResponseWriter, info *requestInfo, start time.Time) {
-	d := time.Since(start)
-	h.accessLog.Done(r, w, info.kind, d, func() []slog.Attr {
-		st := w.Status()
+	h.logAnswer(r.Context(), r.Method, w.Status(), w.Bytes(), info, time.Since(start), func() string { return r.RemoteAddr })
+}
+
+// logAnswer writes the access log line of a request answered with status
+// and bytes of body in d, and counts it in the metrics; remote gives the
+// client's address, only if the line is written.
+func (h *Handler) logAnswer(ctx context.Context, method string, st int, bytes int64, info *requestInfo, d time.Duration, remote func() string) {
+	h.accessLog.Answered(ctx, method, st, info.kind, d, func() []slog.Attr {
 		attrs := []slog.Attr{
-			slog.String("method", r.Method),
+			slog.String("method", method),
 			slog.String("cache", info.cache),
 			slog.String("kind", info.kind),
 			slog.Int("status", st),
-			slog.Int64("bytes", w.Bytes()),
+			slog.Int64("bytes", bytes),
 			slog.Int64("in", info.bodyBytes),
 			slog.Duration("duration", d.Round(time.Microsecond)),
-			slog.String("remote", r.RemoteAddr),
+			slog.String("remote", remote()),
 		}
 		if info.requestID != "" {
 			attrs = append(attrs, slog.String("request_id", info.requestID))

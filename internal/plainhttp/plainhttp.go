@@ -12,14 +12,17 @@
 //
 // So fasthttp reads every request on the listener, and answers itself only
 // lookups: a GET or HEAD without a body of /CACHE/HASH.narinfo or
-// /CACHE/nix-cache-info, with no query, over HTTP/1.1 and not signed for
-// S3. It hands them to the same http.Handler as every other request, which
-// answers into a buffer (these answers are small). At the first request of
-// a connection that is anything else, the connection itself goes to
-// net/http, with that request's bytes replayed ahead of what the client
-// sends next: uploads, NAR downloads (with sendfile), the S3 API, the
-// dashboard and the API keep net/http's streaming, timeouts, 100-continue
-// and error answers, and nothing of HTTP is parsed here.
+// /CACHE/nix-cache-info, with no query, over HTTP/1.1. Those not signed for
+// S3 it offers first to the quick handler, if there is one, which answers
+// what it can from memory without net/http's request and response (see
+// httpx.Lookup; for larder, the hits it has rendered and the misses of
+// public caches). The others go to the same http.Handler as every other
+// request, which answers into a buffer (these answers are small). At the
+// first request of a connection that is anything else, the connection
+// itself goes to net/http, with that request's bytes replayed ahead of
+// what the client sends next: uploads, NAR downloads (with sendfile), the
+// S3 API, the dashboard and the API keep net/http's streaming, timeouts,
+// 100-continue and error answers, and nothing of HTTP is parsed here.
 package plainhttp
 
 import (
@@ -37,6 +40,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/larder-cache/larder/internal/httpx"
+	"github.com/larder-cache/larder/internal/sigv4"
 	"github.com/valyala/fasthttp"
 )
 
@@ -50,11 +55,15 @@ type Options struct {
 	IdleTimeout       time.Duration
 	// MaxHeaderBytes bounds a request's headers: past it, 431.
 	MaxHeaderBytes int
+	// Quick, if set, answers the lookups it can from memory, without
+	// net/http's request and response; the handler answers the others.
+	Quick httpx.QuickHandler
 }
 
 // Server serves one plain-HTTP listener with fasthttp and net/http.
 type Server struct {
 	handler http.Handler
+	quick   httpx.QuickHandler
 	log     *slog.Logger
 	fast    *fasthttp.Server
 	slow    *http.Server
@@ -71,7 +80,7 @@ func New(handler http.Handler, slow *http.Server, opts Options) *Server {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	slow.Handler = handler
-	s := &Server{handler: handler, log: opts.Logger, slow: slow}
+	s := &Server{handler: handler, quick: opts.Quick, log: opts.Logger, slow: slow}
 	s.fast = &fasthttp.Server{
 		Handler:                       s.serve,
 		ReadTimeout:                   opts.ReadHeaderTimeout,
@@ -126,6 +135,16 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx) {
 		s.handOver(ctx)
 		return
 	}
+	if s.quick != nil {
+		answered, ok := s.serveQuick(ctx)
+		if !ok {
+			ctx.Error("internal server error\n", http.StatusInternalServerError)
+		}
+		if answered || !ok {
+			s.lookups.Add(1)
+			return
+		}
+	}
 	r, err := request(ctx)
 	if err != nil {
 		s.handOver(ctx)
@@ -133,25 +152,66 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx) {
 	}
 	s.lookups.Add(1)
 	w := &bufferWriter{hdr: make(http.Header, 8)}
-	if !s.run(w, r) {
+	if !s.run(r.URL.Path, func() { s.handler.ServeHTTP(w, r) }) {
 		ctx.Error("internal server error\n", http.StatusInternalServerError)
 		return
 	}
 	w.send(ctx, r.Method == http.MethodHead)
 }
 
-// run calls the handler, and reports whether it returned: a panic is
-// logged and answered with 500, as net/http does.
-func (s *Server) run(w http.ResponseWriter, r *http.Request) (ok bool) {
+// lookups keeps the Lookups of serveQuick, with the room of their headers.
+var lookups = sync.Pool{New: func() any { return &httpx.Lookup{Header: make([]httpx.Field, 0, 8)} }}
+
+// serveQuick asks the quick handler to answer the lookup of ctx, and sets
+// its answer as fasthttp's response; ok is false if the handler panicked.
+func (s *Server) serveQuick(ctx *fasthttp.RequestCtx) (answered, ok bool) {
+	h := &ctx.Request.Header
+	if auth := h.Peek("Authorization"); len(auth) > 0 && sigv4.SignedAuthorization(string(auth)) {
+		return false, true // for the S3 API
+	}
+	l := lookups.Get().(*httpx.Lookup)
+	defer func() {
+		l.Reset()
+		lookups.Put(l)
+	}()
+	l.Head = h.IsHead()
+	l.Path = string(h.RequestURI()) // isLookup checked it has no query
+	if inm := h.Peek("If-None-Match"); len(inm) > 0 {
+		l.IfNoneMatch = string(inm)
+	}
+	l.Remote = ctx.RemoteAddr()
+	ok = s.run(l.Path, func() { answered = s.quick.ServeLookup(l) })
+	if !ok || !answered {
+		return answered, ok
+	}
+	resp := &ctx.Response
+	resp.SetStatusCode(l.Status)
+	for _, f := range l.Header {
+		resp.Header.Set(f.Name, f.Value)
+	}
+	switch {
+	case l.Status == http.StatusNotModified:
+	case l.Head:
+		resp.SkipBody = true
+		resp.Header.SetContentLength(len(l.Body))
+	default:
+		resp.SetBodyRaw(l.Body) // the handler does not change it any more
+	}
+	return true, true
+}
+
+// run calls serve, and reports whether it returned: a panic is logged and
+// answered with 500, as net/http does.
+func (s *Server) run(path string, serve func()) (ok bool) {
 	defer func() {
 		if v := recover(); v != nil {
 			if v != http.ErrAbortHandler {
-				s.log.Error("handler panicked", "path", r.URL.Path, "panic", fmt.Sprint(v))
+				s.log.Error("handler panicked", "path", path, "panic", fmt.Sprint(v))
 			}
 			ok = false
 		}
 	}()
-	s.handler.ServeHTTP(w, r)
+	serve()
 	return true
 }
 

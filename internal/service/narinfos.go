@@ -269,6 +269,35 @@ func (s *Service) NarInfoFor(ctx context.Context, c Cache, hash, token string) (
 	return t, nil
 }
 
+// QuickNarInfo answers a lookup of the narinfo of hash in a public cache
+// from memory alone, for a front end's quick path: answered is false when
+// it cannot (the cache is private or not loaded yet, an upstream may hold
+// what the cache does not, or the narinfo is not rendered at the moment),
+// and the lookup must then take Access and NarInfoFor. When answered, it
+// is as NarInfoFor would answer anyone: the narinfo, or (err) the cache
+// has no such path.
+func (s *Service) QuickNarInfo(cacheName, hash string) (t NarInfoText, answered bool, err error) {
+	s.mu.RLock()
+	e := s.caches[cacheName]
+	s.mu.RUnlock()
+	if e == nil || e.Private {
+		return NarInfoText{}, false, nil
+	}
+	c := Cache{e}
+	if !s.index.Has(e.ID, hash) {
+		if e.up.missesAsked() {
+			return NarInfoText{}, false, nil
+		}
+		return NarInfoText{}, true, notHere(c, hash)
+	}
+	t, ok := s.rendered.get(e.ID, hash, e.SecretKey, time.Now())
+	if !ok {
+		return NarInfoText{}, false, nil
+	}
+	s.access.note(e.ID, hash)
+	return t, true, nil
+}
+
 // narInfo renders the narinfo of hash in the cache, signed, and returns it
 // with its record and NAR file.
 func (s *Service) narInfo(ctx context.Context, c Cache, hash string) ([]byte, store.NarInfo, store.Nar, error) {

@@ -80,6 +80,10 @@ func parseUpstreams(u store.UpstreamConfig) (upstreams, error) {
 	return out, nil
 }
 
+// missesAsked reports whether a lookup of a path the cache does not hold
+// may be asked of the upstreams (see upstreamMiss).
+func (u upstreams) missesAsked() bool { return len(u.list) > 0 && (u.skip || u.pull) }
+
 // Upstream returns the cache's upstream configuration.
 func (c Cache) Upstream() store.UpstreamConfig { return c.entry.Upstream }
 
@@ -143,7 +147,7 @@ func notHere(c Cache, hash string) *Error {
 // anyone, a cache that pulls through serves an upstream's narinfo.
 func (s *Service) upstreamMiss(ctx context.Context, c Cache, hash, token string) ([]byte, error) {
 	u := c.entry.up
-	if len(u.list) == 0 || !u.skip && !u.pull {
+	if !u.missesAsked() {
 		return nil, notHere(c, hash)
 	}
 	writer := u.skip && s.mayWrite(ctx, c, token)

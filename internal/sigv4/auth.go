@@ -14,7 +14,7 @@ import (
 // header of the AWS4-HMAC-SHA256 scheme, or presigned query parameters with
 // X-Amz-Algorithm=AWS4-HMAC-SHA256.
 func IsSigned(r *http.Request) bool {
-	if strings.HasPrefix(r.Header.Get("Authorization"), algorithm+" ") {
+	if isV4(r.Header.Get("Authorization")) {
 		return true
 	}
 	if !strings.Contains(r.URL.RawQuery, "X-Amz-Algorithm") {
@@ -29,7 +29,7 @@ func IsSigned(r *http.Request) bool {
 // Verify answers such requests with InvalidRequest ("Please use
 // AWS4-HMAC-SHA256"), the way S3 regions without V2 do.
 func IsSignedV2(r *http.Request) bool {
-	if strings.HasPrefix(r.Header.Get("Authorization"), "AWS ") {
+	if isV2(r.Header.Get("Authorization")) {
 		return true
 	}
 	if !strings.Contains(r.URL.RawQuery, "Signature") {
@@ -38,6 +38,15 @@ func IsSignedV2(r *http.Request) bool {
 	q := r.URL.Query()
 	return q.Has("AWSAccessKeyId") && q.Has("Signature")
 }
+
+// SignedAuthorization reports whether auth, an Authorization header's
+// value, is an S3 signature of either version, which IsSigned or
+// IsSignedV2 reports of its request.
+func SignedAuthorization(auth string) bool { return isV4(auth) || isV2(auth) }
+
+func isV4(auth string) bool { return strings.HasPrefix(auth, algorithm+" ") }
+
+func isV2(auth string) bool { return strings.HasPrefix(auth, "AWS ") }
 
 // authorization is the signature a request carries, parsed but not checked.
 type authorization struct {
