@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -63,5 +65,44 @@ func TestAccessLogQuiet(t *testing.T) {
 	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/_larder/metrics", nil))
 	if want := `larder_http_requests_total{code="200",kind="HeadBucket",method="HEAD",protocol="s3"} 1`; !strings.Contains(rec.Body.String(), want) {
 		t.Errorf("the metrics lack %q", want)
+	}
+}
+
+// TestResponseWriterReadFrom: a body copied into the writer goes through
+// the wrapped writer's ReadFrom (net/http's sends files with sendfile),
+// and counts as sent.
+func TestResponseWriterReadFrom(t *testing.T) {
+	f, err := os.CreateTemp(t.TempDir(), "body")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := strings.Repeat("0123456789", 10000)
+	if _, err := f.WriteString(body); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var got bytes.Buffer
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rw := &ResponseWriter{ResponseWriter: w}
+		if _, ok := io.Writer(rw).(io.ReaderFrom); !ok {
+			t.Error("the writer hides the ReaderFrom of net/http's")
+		}
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		n, err := io.Copy(rw, io.LimitReader(f, int64(len(body))))
+		if err != nil || n != int64(len(body)) || rw.Bytes() != n || rw.Status() != http.StatusOK {
+			t.Errorf("copied %d bytes (%v); the writer counted %d, status %d", n, err, rw.Bytes(), rw.Status())
+		}
+	}))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(&got, resp.Body); err != nil || got.String() != body {
+		t.Fatalf("the client read %d bytes (%v), not the %d sent", got.Len(), err, len(body))
 	}
 }

@@ -107,14 +107,22 @@ func isNotExist(err error) bool {
 	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)
 }
 
-// sectionFile is a range of an open file.
-type sectionFile struct {
-	*io.SectionReader
-	f *os.File
+// rangeFile is a range of an open file, read from the file's offset, where
+// Get put it.
+type rangeFile struct {
+	f    *os.File
+	left io.LimitedReader // of f
 }
 
+func (r *rangeFile) Read(p []byte) (int, error) { return r.left.Read(p) }
+
+// WriteTo copies the rest of the range to w as a limited read of the file
+// itself, which a TCP connection (and so net/http's response to a plain
+// HTTP request) sends with sendfile.
+func (r *rangeFile) WriteTo(w io.Writer) (int64, error) { return io.Copy(w, &r.left) }
+
 // Close closes the file.
-func (r sectionFile) Close() error { return r.f.Close() }
+func (r *rangeFile) Close() error { return r.f.Close() }
 
 // Get opens the blob under key for reading from offset, at most length
 // bytes (length < 0 reads to the end).
@@ -152,7 +160,13 @@ func (s *Store) Get(ctx context.Context, key string, offset, length int64) (io.R
 	if length >= 0 {
 		n = min(n, length)
 	}
-	return sectionFile{io.NewSectionReader(f, offset, n), f}, nil
+	if _, err := f.Seek(offset, io.SeekStart); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("get blob %s: %w", key, err)
+	}
+	r := &rangeFile{f: f}
+	r.left = io.LimitedReader{R: f, N: n}
+	return r, nil
 }
 
 // Stat returns the size and modification time of the blob under key.
