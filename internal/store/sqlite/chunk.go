@@ -170,13 +170,24 @@ func chunkIDs(ctx context.Context, tx *sql.Tx, hashes []string) ([]int64, error)
 	return ids, nil
 }
 
-// NarChunks returns the chunks of a packed Nar in order.
-func (s *Store) NarChunks(ctx context.Context, fileHash string) ([]store.Chunk, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+chunkColumns+` FROM nars n
+// The queries of a NAR download of a file stored as chunks, prepared.
+const (
+	narChunksSQL = `SELECT ` + chunkColumns + ` FROM nars n
 		JOIN nar_chunks nc ON nc.nar_id = n.id
 		JOIN chunks c ON c.id = nc.chunk_id
 		JOIN packs p ON p.id = c.pack_id
-		WHERE n.file_hash = ? AND n.packed_hash <> '' ORDER BY nc.idx`, fileHash)
+		WHERE n.file_hash = ? AND n.packed_hash <> '' ORDER BY nc.idx`
+	// CROSS JOIN makes SQLite search the packed hash first: without
+	// statistics, it would rather walk every NAR of the cache.
+	cachePackedNarSQL = `SELECT n.file_hash, n.file_size, n.compression, n.nar_hash,
+		n.nar_size, n.md5, n.blob_key, cn.created_at, n.missing, n.packed_hash, n.packed_size FROM nars n
+		CROSS JOIN cache_nars cn ON cn.nar_id = n.id AND cn.cache_id = ?1
+		WHERE n.packed_hash = ?2 AND n.packed_hash <> '' ORDER BY n.missing, n.file_hash LIMIT 1`
+)
+
+// NarChunks returns the chunks of a packed Nar in order.
+func (s *Store) NarChunks(ctx context.Context, fileHash string) ([]store.Chunk, error) {
+	rows, err := s.narChunks.QueryContext(ctx, fileHash)
 	if err != nil {
 		return nil, fmt.Errorf("chunks of nar %s: %w", fileHash, err)
 	}
@@ -194,10 +205,7 @@ func (s *Store) NarChunks(ctx context.Context, fileHash string) ([]store.Chunk, 
 // hash is packedHash, or store.ErrNotFound. Of several (one NAR uploaded
 // with two compressions), one not Missing comes first, then by file hash.
 func (s *Store) CachePackedNar(ctx context.Context, cacheID int64, packedHash string) (store.Nar, error) {
-	n, err := scanNar(s.r.QueryRowContext(ctx, `SELECT n.file_hash, n.file_size, n.compression, n.nar_hash,
-		n.nar_size, n.md5, n.blob_key, cn.created_at, n.missing, n.packed_hash, n.packed_size FROM nars n
-		JOIN cache_nars cn ON cn.nar_id = n.id AND cn.cache_id = ?1
-		WHERE n.packed_hash = ?2 AND n.packed_hash <> '' ORDER BY n.missing, n.file_hash LIMIT 1`, cacheID, packedHash))
+	n, err := scanNar(s.cachePackedNar.QueryRowContext(ctx, cacheID, packedHash))
 	if err != nil {
 		return store.Nar{}, fmt.Errorf("get packed nar %s of cache %d: %w", packedHash, cacheID, translate(err))
 	}

@@ -59,6 +59,30 @@ func TestQueriesUseIndexes(t *testing.T) {
 	}
 }
 
+// TestNarDownloadPlans checks that the queries of a download of a NAR
+// file stored as chunks start from the file's hash: one of them once
+// walked every NAR of the cache, 9 ms a download at 50,000 NARs.
+func TestNarDownloadPlans(t *testing.T) {
+	s, _ := openTemp(t)
+	for _, q := range []struct {
+		name, query, first string
+		args               []any
+	}{
+		{"cache packed nar", cachePackedNarSQL, "SEARCH n USING INDEX nars_packed_hash (packed_hash=?)", []any{1, "x"}},
+		{"nar chunks", narChunksSQL, "SEARCH n USING ", []any{"x"}},
+	} {
+		plan := queryPlan(t, s, q.query, q.args...)
+		if len(plan) == 0 || !strings.HasPrefix(plan[0], q.first) {
+			t.Errorf("%s: plan starts %q, want %q:\n%s", q.name, plan, q.first, strings.Join(plan, "\n"))
+		}
+		for _, detail := range plan {
+			if strings.HasPrefix(detail, "SCAN") {
+				t.Errorf("%s: query plan has %q", q.name, detail)
+			}
+		}
+	}
+}
+
 // TestListKeysMergesIndexScans checks that ListKeys merges three range
 // scans, each on the (cache_id, key) index of its table, so that a page
 // costs its size, not the size of the cache.

@@ -67,6 +67,8 @@ type Store struct {
 	// Prepared statements of the read pool, for the hot paths.
 	getNarInfo      *sql.Stmt
 	cacheNar        *sql.Stmt
+	cachePackedNar  *sql.Stmt
+	narChunks       *sql.Stmt
 	lookupToken     *sql.Stmt
 	lookupAccessKey *sql.Stmt
 	getObject       *sql.Stmt
@@ -198,6 +200,8 @@ func (s *Store) prepared() []preparedStmt {
 	return []preparedStmt{
 		{&s.getNarInfo, getNarInfoSQL},
 		{&s.cacheNar, cacheNarSQL},
+		{&s.cachePackedNar, cachePackedNarSQL},
+		{&s.narChunks, narChunksSQL},
 		{&s.lookupToken, lookupTokenSQL},
 		{&s.lookupAccessKey, lookupAccessKeySQL},
 		{&s.getObject, getObjectSQL},
