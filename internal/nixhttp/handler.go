@@ -42,6 +42,7 @@ type Handler struct {
 	log       *slog.Logger
 	opts      Options
 	accessLog httpx.AccessLog
+	noQuick   bool // tests compare ServeHTTP's answers without the quick path
 }
 
 // New returns a Handler over svc.
@@ -59,6 +60,9 @@ func New(svc *service.Service, opts Options) *Handler {
 // ServeHTTP routes a request: / and /_larder/… are larder's own pages,
 // /CACHE/KEY a file of a cache.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h.serveQuick(w, r) {
+		return
+	}
 	q := &request{w: httpx.ResponseWriter{ResponseWriter: w}} // what the access log needs, in one allocation
 	rw, info := &q.w, &q.info
 	// Every answer has the content type larder chose, never one a browser

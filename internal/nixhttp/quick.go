@@ -3,7 +3,9 @@ package nixhttp
 import (
 	"context"
 	"net/http"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/larder-cache/larder/internal/httpx"
@@ -60,5 +62,42 @@ func (h *Handler) ServeLookup(l *httpx.Lookup) bool {
 	}
 	h.logAnswer(context.Background(), method, l.Status, sent, &info, time.Since(start), l.Remote.String)
 	h.countLookup(cacheName, l.Status)
+	return true
+}
+
+// lookups keeps the Lookups of serveQuick, with the room of their headers.
+var lookups = sync.Pool{New: func() any { return &httpx.Lookup{Header: make([]httpx.Field, 0, 8)} }}
+
+// serveQuick answers through ServeLookup a lookup that net/http read (over
+// TLS, HTTP/2, or plain HTTP without the fasthttp front end), and reports
+// whether it did.
+func (h *Handler) serveQuick(w http.ResponseWriter, r *http.Request) bool {
+	if h.noQuick || r.Method != http.MethodGet && r.Method != http.MethodHead || r.URL.RawQuery != "" ||
+		!strings.HasSuffix(r.URL.Path, ".narinfo") {
+		return false
+	}
+	l := lookups.Get().(*httpx.Lookup)
+	defer func() {
+		l.Reset()
+		lookups.Put(l)
+	}()
+	l.Head, l.Path, l.Remote = r.Method == http.MethodHead, r.URL.Path, httpx.RemoteAddr(r.RemoteAddr)
+	if inm := r.Header["If-None-Match"]; len(inm) > 0 {
+		l.IfNoneMatch = inm[0]
+	}
+	if !h.ServeLookup(l) {
+		return false
+	}
+	hdr := w.Header()
+	for _, f := range l.Header {
+		hdr[f.Name] = []string{f.Value}
+	}
+	if l.Status != http.StatusNotModified {
+		hdr["Content-Length"] = []string{strconv.Itoa(len(l.Body))}
+	}
+	w.WriteHeader(l.Status)
+	if !l.Head {
+		_, _ = w.Write(l.Body)
+	}
 	return true
 }
