@@ -54,6 +54,8 @@ type Options struct {
 	Decoder compression.Options
 	// Context, if not nil, ends a wait for room in Decoder.Budget early.
 	Context context.Context
+	// MD5 asks for the MD5 of the upload as sent too (Result.FileMD5).
+	MD5 bool
 }
 
 // Result describes a verified upload.
@@ -64,6 +66,8 @@ type Result struct {
 	// FileHash and FileSize are the SHA-256 and size of the upload as sent.
 	FileHash [32]byte
 	FileSize int64
+	// FileMD5 is the MD5 of the upload as sent, if Options.MD5 asked.
+	FileMD5 [16]byte
 	// NarHash and NarSize are the SHA-256 and size of the decompressed NAR,
 	// the NarHash and NarSize of its narinfo.
 	NarHash [32]byte

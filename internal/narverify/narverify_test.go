@@ -2,6 +2,7 @@ package narverify
 
 import (
 	"bytes"
+	"crypto/md5"
 	"errors"
 	"io"
 	"os"
@@ -17,16 +18,17 @@ import (
 )
 
 // TestVerifyMethods verifies a NAR of a tree compressed with every method,
-// with the size known and unknown, and checks the Result against hashes
-// computed independently.
+// with the size known and unknown, and with its MD5 asked for, and checks
+// the Result against hashes computed independently.
 func TestVerifyMethods(t *testing.T) {
 	narData := dumpNAR(t, makeTree(t, 3<<20))
 	for _, m := range allMethods {
 		t.Run(m, func(t *testing.T) {
 			file := compress(t, m, narData)
 			fileHash := sha(file)
-			for _, size := range []int64{int64(len(file)), -1} {
-				opts := Options{Ext: ext(t, m), Size: size, ExpectFileHash: fileHash[:]}
+			for i, size := range []int64{int64(len(file)), -1, int64(len(file))} {
+				withMD5 := i == 2
+				opts := Options{Ext: ext(t, m), Size: size, ExpectFileHash: fileHash[:], MD5: withMD5}
 				out, res, err := verify(file, opts)
 				if err != nil {
 					t.Fatalf("size %d: %v", size, err)
@@ -40,6 +42,9 @@ func TestVerifyMethods(t *testing.T) {
 					FileSize:    int64(len(file)),
 					NarHash:     sha(narData),
 					NarSize:     int64(len(narData)),
+				}
+				if withMD5 {
+					want.FileMD5 = md5.Sum(file)
 				}
 				if res != want {
 					t.Fatalf("size %d: Result\n%+v, want\n%+v", size, res, want)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/md5"
 	"crypto/sha256"
 	"errors"
 	"hash"
@@ -35,9 +36,11 @@ import (
 type Reader struct {
 	src      io.Reader
 	opts     Options
-	fileHash hash.Hash
-	n        int64 // bytes read from src and fed to the verifier
-	sawEOF   bool  // src has reported io.EOF
+	fileSHA  hash.Hash
+	fileMD5  hash.Hash  // if opts.MD5
+	fileHash *asyncHash // feeds both, from start
+	n        int64      // bytes read from src and fed to the verifier
+	sawEOF   bool       // src has reported io.EOF
 	started  bool
 	pw       *io.PipeWriter // feeds the verifier; nil when it is not running
 	done     chan struct{}  // closed when the verifier has returned
@@ -50,7 +53,7 @@ type Reader struct {
 // NewReader returns a Reader verifying the upload read from r. Nothing is
 // read, and no goroutine started, before the first Read.
 func NewReader(r io.Reader, opts Options) *Reader {
-	return &Reader{src: r, opts: opts, fileHash: sha256.New()}
+	return &Reader{src: r, opts: opts}
 }
 
 // Read reads the upload's next bytes; see Reader.
@@ -163,6 +166,13 @@ func (v *Reader) start() error {
 		return newError(KindTooLarge, nil, "upload of %d bytes exceeds the maximum file size of %d bytes",
 			o.Size, max)
 	}
+	v.fileSHA = sha256.New()
+	var w io.Writer = v.fileSHA
+	if o.MD5 {
+		v.fileMD5 = md5.New()
+		w = io.MultiWriter(v.fileSHA, v.fileMD5)
+	}
+	v.fileHash = newAsyncHash(w)
 	pr, pw := io.Pipe()
 	v.pw = pw
 	v.done = make(chan struct{})
@@ -208,8 +218,9 @@ func (v *Reader) complete(n int) (int, error) {
 	if v.ver.err != nil {
 		return 0, v.fail(v.ver.err)
 	}
+	v.fileHash.Close()
 	var sum [32]byte
-	v.fileHash.Sum(sum[:0])
+	v.fileSHA.Sum(sum[:0])
 	if want := v.opts.ExpectFileHash; want != nil && !bytes.Equal(want, sum[:]) {
 		return 0, v.fail(newError(KindInvalid, nil, "file hash is sha256:%s but the key names sha256:%s",
 			nixbase32.EncodeToString(sum[:]), nixbase32.EncodeToString(want)))
@@ -220,6 +231,9 @@ func (v *Reader) complete(n int) (int, error) {
 		FileSize:    v.n,
 		NarHash:     v.ver.narHash,
 		NarSize:     v.ver.narSize.Load(),
+	}
+	if v.fileMD5 != nil {
+		v.fileMD5.Sum(v.res.FileMD5[:0])
 	}
 	v.err = io.EOF
 	if n == 0 {
@@ -259,6 +273,9 @@ func (v *Reader) readFailed(err error) *Error {
 // fail makes err the terminal error and stops the verifier.
 func (v *Reader) fail(err error) error {
 	v.err = err
+	if v.fileHash != nil {
+		v.fileHash.Close()
+	}
 	if v.pw != nil {
 		v.pw.CloseWithError(err)
 		<-v.done
@@ -307,7 +324,9 @@ func (w *verifier) verify(pr io.Reader) error {
 		return w.classify(err)
 	}
 	defer dec.Close()
-	nar := &narCounter{r: dec, h: sha256.New(), w: w}
+	narSHA := sha256.New()
+	nar := &narCounter{r: dec, h: newAsyncHash(narSHA), w: w}
+	defer nar.h.Close()
 	br := bufio.NewReaderSize(nar, 1<<20)
 	if err := parseNAR(br); err != nil {
 		return w.classify(err)
@@ -324,7 +343,8 @@ func (w *verifier) verify(pr io.Reader) error {
 		}
 		return w.classify(err)
 	}
-	nar.h.Sum(w.narHash[:0])
+	nar.h.Close()
+	narSHA.Sum(w.narHash[:0])
 	return nil
 }
 
@@ -363,7 +383,7 @@ func (w *verifier) classify(err error) error {
 // limits on it.
 type narCounter struct {
 	r io.Reader
-	h hash.Hash
+	h *asyncHash
 	n int64
 	w *verifier
 }

@@ -2,7 +2,6 @@ package service
 
 import (
 	"context"
-	"crypto/md5"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -152,8 +151,7 @@ func (s *Service) verifyNar(ctx context.Context, key nixkey.Key, body io.Reader,
 	if err != nil {
 		return store.Nar{}, errorf(CodeInvalid, "%s: %v", key, err)
 	}
-	md := md5.New()
-	v := narverify.NewReader(io.TeeReader(body, md), narverify.Options{
+	v := narverify.NewReader(body, narverify.Options{
 		Ext:            key.Ext,
 		ExpectFileHash: want,
 		Size:           size,
@@ -165,6 +163,7 @@ func (s *Service) verifyNar(ctx context.Context, key nixkey.Key, body io.Reader,
 		},
 		Decoder: s.decoder,
 		Context: ctx,
+		MD5:     true,
 	})
 	defer v.Close()
 	putErr := sink(v)
@@ -184,7 +183,7 @@ func (s *Service) verifyNar(ctx context.Context, key nixkey.Key, body io.Reader,
 		Compression: res.Compression,
 		NarHash:     nixbase32.EncodeToString(res.NarHash[:]),
 		NarSize:     res.NarSize,
-		MD5:         hex.EncodeToString(md.Sum(nil)),
+		MD5:         hex.EncodeToString(res.FileMD5[:]),
 	}, nil
 }
 
