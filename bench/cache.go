@@ -466,8 +466,14 @@ func pushMeasures(ctx context.Context, o options, r *report, l *larder, pusher *
 			return err
 		}
 		var took [2]time.Duration
-		for i, to := range []string{l.URL + "/" + cache + "?compression=zstd",
-			"file://" + filepath.Join(o.work, "push-"+cache) + "?compression=zstd"} {
+		targets := []string{l.URL + "/" + cache + "?compression=zstd",
+			"file://" + filepath.Join(o.work, "push-"+cache) + "?compression=zstd"}
+		order := []int{0, 1}
+		if run%2 == 0 {
+			order = []int{1, 0} // neither always reads the store first
+		}
+		for _, i := range order {
+			to := targets[i]
 			_ = os.RemoveAll(filepath.Join(pusher.home, "cache")) // Nix forgets what it asked before
 			stopProfile := func() {}
 			if i == 0 {
@@ -481,7 +487,7 @@ func pushMeasures(ctx context.Context, o options, r *report, l *larder, pusher *
 			stopProfile()
 		}
 		r.add(fmt.Sprintf("push %d paths (%.0f MB), nix copy, zstd", len(d.paths), float64(d.bytes)/1e6), "s",
-			"file://", "≤ 1.15", took[0].Seconds(), took[1].Seconds())
+			"file://", "≤ 1.10", took[0].Seconds(), took[1].Seconds())
 		if err := clientPush(ctx, o, r, pusher, d, run); err != nil {
 			return err
 		}
