@@ -1,6 +1,9 @@
 package httpx
 
-import "fmt"
+import (
+	"fmt"
+	"sync"
+)
 
 // Lookup is a GET or HEAD of a small file, read by a front end that parses
 // HTTP itself (package plainhttp), for a handler to answer from memory
@@ -28,9 +31,16 @@ func (a RemoteAddr) String() string { return string(a) }
 // Field is a header field of an answer.
 type Field struct{ Name, Value string }
 
-// Reset empties l for another request, keeping the room of its header.
-func (l *Lookup) Reset() {
+// lookups keeps Lookups for reuse, with the room of their headers.
+var lookups = sync.Pool{New: func() any { return &Lookup{Header: make([]Field, 0, 8)} }}
+
+// NewLookup returns an empty Lookup, reused if one was released.
+func NewLookup() *Lookup { return lookups.Get().(*Lookup) }
+
+// Release empties l and keeps it for NewLookup; l must not be used after.
+func (l *Lookup) Release() {
 	*l = Lookup{Header: l.Header[:0]}
+	lookups.Put(l)
 }
 
 // QuickHandler answers lookups from memory.

@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/larder-cache/larder/internal/httpx"
@@ -65,9 +64,6 @@ func (h *Handler) ServeLookup(l *httpx.Lookup) bool {
 	return true
 }
 
-// lookups keeps the Lookups of serveQuick, with the room of their headers.
-var lookups = sync.Pool{New: func() any { return &httpx.Lookup{Header: make([]httpx.Field, 0, 8)} }}
-
 // serveQuick answers through ServeLookup a lookup that net/http read (over
 // TLS, HTTP/2, or plain HTTP without the fasthttp front end), and reports
 // whether it did.
@@ -76,11 +72,8 @@ func (h *Handler) serveQuick(w http.ResponseWriter, r *http.Request) bool {
 		!strings.HasSuffix(r.URL.Path, ".narinfo") {
 		return false
 	}
-	l := lookups.Get().(*httpx.Lookup)
-	defer func() {
-		l.Reset()
-		lookups.Put(l)
-	}()
+	l := httpx.NewLookup()
+	defer l.Release()
 	l.Head, l.Path, l.Remote = r.Method == http.MethodHead, r.URL.Path, httpx.RemoteAddr(r.RemoteAddr)
 	if inm := r.Header["If-None-Match"]; len(inm) > 0 {
 		l.IfNoneMatch = inm[0]

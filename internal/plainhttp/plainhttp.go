@@ -159,9 +159,6 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx) {
 	w.send(ctx, r.Method == http.MethodHead)
 }
 
-// lookups keeps the Lookups of serveQuick, with the room of their headers.
-var lookups = sync.Pool{New: func() any { return &httpx.Lookup{Header: make([]httpx.Field, 0, 8)} }}
-
 // serveQuick asks the quick handler to answer the lookup of ctx, and sets
 // its answer as fasthttp's response; ok is false if the handler panicked.
 func (s *Server) serveQuick(ctx *fasthttp.RequestCtx) (answered, ok bool) {
@@ -169,11 +166,8 @@ func (s *Server) serveQuick(ctx *fasthttp.RequestCtx) (answered, ok bool) {
 	if auth := h.Peek("Authorization"); len(auth) > 0 && sigv4.SignedAuthorization(string(auth)) {
 		return false, true // for the S3 API
 	}
-	l := lookups.Get().(*httpx.Lookup)
-	defer func() {
-		l.Reset()
-		lookups.Put(l)
-	}()
+	l := httpx.NewLookup()
+	defer l.Release()
 	l.Head = h.IsHead()
 	l.Path = string(h.RequestURI()) // isLookup checked it has no query
 	if inm := h.Peek("If-None-Match"); len(inm) > 0 {
