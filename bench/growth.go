@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/nix-community/go-nix/pkg/nixbase32"
@@ -23,6 +24,9 @@ import (
 func growthMeasures(ctx context.Context, o options, r *report) error {
 	for _, n := range o.sizes {
 		fmt.Printf("growth: %d paths…\n", n)
+		if err := checkFree(o.work, n); err != nil {
+			return err
+		}
 		data := filepath.Join(o.work, fmt.Sprintf("growth-%d", n))
 		l, _, err := startLarder(ctx, o.larder, data) // sets up the data directory and the cache main
 		if err != nil {
@@ -65,6 +69,7 @@ func growthMeasures(ctx context.Context, o options, r *report) error {
 		fmt.Printf("  start-up %s (from the snapshot %s), RSS %d MiB (from the snapshot %d MiB), hits %.0f/s p99 %.2f ms, misses %.0f/s p99 %.2f ms\n",
 			startup.Round(time.Millisecond), g.restart.Round(time.Millisecond), g.rss>>20, g.restartRSS>>20, g.hit.rps, g.hit.p99, g.miss.rps, g.miss.p99)
 		r.growth = append(r.growth, g)
+		_ = os.RemoveAll(data) // room for the next, larger size
 	}
 	return nil
 }
@@ -89,6 +94,27 @@ func restartLarder(ctx context.Context, bin, data string, hits []string) (time.D
 		}
 	}
 	return took, l.rss(), nil
+}
+
+// growthBytesPerPath is about the disk a generated path takes while a
+// cache is filled: its narinfo and NAR records, their indexes and the WAL
+// (a fill to 10M paths ran out of 21 GB).
+const growthBytesPerPath = 3 << 10
+
+// checkFree reports an error if dir's file system has less room than a
+// fill to n paths needs, before minutes are spent on it.
+func checkFree(dir string, n int) error {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return nil // cannot tell: try
+	}
+	free, need := int64(st.Bavail)*st.Bsize, int64(n)*growthBytesPerPath
+	if free >= need {
+		return nil
+	}
+	return fmt.Errorf("growth to %d paths needs about %.0f GB free in %s, and %.1f GB are: free some "+
+		"(nix-store --gc removes the data sets of earlier runs) or leave that size out with --growth",
+		n, float64(need)/1e9, dir, float64(free)/1e9)
 }
 
 // fillNarInfos adds n narinfos with random hashes, each serving a NAR of
