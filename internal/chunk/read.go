@@ -87,16 +87,9 @@ type framesReader struct {
 func (r *framesReader) Read(p []byte) (int, error) {
 	for {
 		if r.cur == nil {
-			if len(r.spans) == 0 {
-				return 0, io.EOF
+			if err := r.next(); err != nil {
+				return 0, err
 			}
-			s := r.spans[0]
-			r.spans = r.spans[1:]
-			rc, err := r.blobs.Get(r.ctx, s.pack, s.off, s.length)
-			if err != nil {
-				return 0, fmt.Errorf("read pack %s: %w", s.pack, err)
-			}
-			r.cur, r.left = rc, s.length
 		}
 		if len(p) == 0 {
 			return 0, nil
@@ -124,16 +117,11 @@ func (r *framesReader) WriteTo(w io.Writer) (int64, error) {
 	var n int64
 	for {
 		if r.cur == nil {
-			if len(r.spans) == 0 {
+			if err := r.next(); err == io.EOF {
 				return n, nil
+			} else if err != nil {
+				return n, err
 			}
-			s := r.spans[0]
-			r.spans = r.spans[1:]
-			rc, err := r.blobs.Get(r.ctx, s.pack, s.off, s.length)
-			if err != nil {
-				return n, fmt.Errorf("read pack %s: %w", s.pack, err)
-			}
-			r.cur, r.left = rc, s.length
 		}
 		m, err := io.Copy(w, r.cur) // Get reads at most the span's bytes
 		n += m
@@ -147,6 +135,21 @@ func (r *framesReader) WriteTo(w io.Writer) (int64, error) {
 		r.cur.Close()
 		r.cur = nil
 	}
+}
+
+// next opens the next span, or reports io.EOF after the last.
+func (r *framesReader) next() error {
+	if len(r.spans) == 0 {
+		return io.EOF
+	}
+	s := r.spans[0]
+	r.spans = r.spans[1:]
+	rc, err := r.blobs.Get(r.ctx, s.pack, s.off, s.length)
+	if err != nil {
+		return fmt.Errorf("read pack %s: %w", s.pack, err)
+	}
+	r.cur, r.left = rc, s.length
+	return nil
 }
 
 func (r *framesReader) Close() error {
