@@ -242,8 +242,7 @@ func (s *Service) NarInfoFor(ctx context.Context, c Cache, hash, token string) (
 		return textOf(s.upstreamMiss(ctx, c, hash, token))
 	}
 	now := time.Now()
-	if t, ok := s.rendered.get(c.entry.ID, hash, c.entry.SecretKey, now); ok {
-		s.access.note(c.entry.ID, hash)
+	if t, ok := s.renderedNarInfo(c, hash, now); ok {
 		return t, nil
 	}
 	body, rec, nar, err := s.narInfo(ctx, c, hash)
@@ -290,12 +289,18 @@ func (s *Service) QuickNarInfo(cacheName, hash string) (t NarInfoText, answered 
 		}
 		return NarInfoText{}, true, notHere(c, hash)
 	}
-	t, ok := s.rendered.get(e.ID, hash, e.SecretKey, time.Now())
-	if !ok {
-		return NarInfoText{}, false, nil
+	t, ok := s.renderedNarInfo(c, hash, time.Now())
+	return t, ok, nil
+}
+
+// renderedNarInfo returns the narinfo of hash in the cache from the render
+// cache, if it is there, and counts the lookup as a use of the path.
+func (s *Service) renderedNarInfo(c Cache, hash string, now time.Time) (NarInfoText, bool) {
+	t, ok := s.rendered.get(c.entry.ID, hash, c.entry.SecretKey, now)
+	if ok {
+		s.access.note(c.entry.ID, hash)
 	}
-	s.access.note(e.ID, hash)
-	return t, true, nil
+	return t, ok
 }
 
 // narInfo renders the narinfo of hash in the cache, signed, and returns it
