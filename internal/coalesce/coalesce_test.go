@@ -284,14 +284,11 @@ func TestDeadlineAfterWrites(t *testing.T) {
 		if err := server.SetWriteDeadline(time.Now()); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := server.Write([]byte("late")); err == nil {
-			// A write after a deadline of now may fail, or be sent.
-			msg = append(msg, "late"...)
-		}
+		_, _ = server.Write([]byte("late")) // after a deadline of now: may fail, or be sent
 		go server.Close()
 		got, _ := io.ReadAll(client)
-		if !bytes.HasPrefix(got, msg[:len(msg)-4]) || len(got) < len(msg)-4 {
-			t.Fatalf("%d of %d bytes written before the deadline arrived", len(got), len(msg))
+		if !bytes.HasPrefix(got, msg) {
+			t.Fatalf("%d bytes arrived; the %d written before the deadline do not all", len(got), len(msg))
 		}
 	}
 }
