@@ -200,17 +200,10 @@ func cacheMeasures(ctx context.Context, o options, r *report) error {
 	r.note("data set: a closure of %d paths, %.0f MB of NARs, made from this machine's files (bytes to %d MB each); downloads of random bytes",
 		len(d.paths), float64(d.bytes)/1e6, map[bool]int{true: 25, false: 100}[o.quick])
 	data := filepath.Join(o.work, "larder-data")
-	var extra []string
-	debug := ""
-	if o.profile != "" {
-		debug = freeAddr()
-		extra = append(extra, "--debug-listen", debug)
-	}
-	l, _, err := startLarder(ctx, o.larder, data, extra...)
+	l, err := startProfiled(ctx, o, data)
 	if err != nil {
 		return err
 	}
-	l.debug = debug
 	defer l.stop()
 	for i := 1; i <= o.runs; i++ {
 		if _, err := l.cli(ctx, "cache", "create", fmt.Sprintf("push%d", i)); err != nil {

@@ -139,7 +139,7 @@ func h2Latency(path string) (p50, p99 float64, err error) {
 // the cache's data, with --tls-cert) against nginx (listen … ssl http2,
 // the same certificate), 16 connections of 16 streams.
 func h2Measures(ctx context.Context, o options, r *report, data string, d *dataset, hits, misses []string, nginxTLS string, cert, key string) error {
-	l, _, err := startLarder(ctx, o.larder, data, "--tls-cert", cert, "--tls-key", key)
+	l, err := startProfiled(ctx, o, data, "--tls-cert", cert, "--tls-key", key)
 	if err != nil {
 		return err
 	}
@@ -154,7 +154,9 @@ func h2Measures(ctx context.Context, o options, r *report, data string, d *datas
 			paths []string
 			hit   bool
 		}{{"hits", hits, true}, {"misses", misses, false}} {
+			stopProfile := l.profile(ctx, o.profile, fmt.Sprintf("narinfo-h2-%s-%d", c.name, run+1), dur)
 			lr, err := runH2load(ctx, o.work, l.URL, c.paths, 16, 16, dur)
+			stopProfile()
 			if err != nil {
 				return err
 			}

@@ -223,6 +223,22 @@ func startLarder(ctx context.Context, bin, data string, extra ...string) (*larde
 	return &larder{proc: p, bin: bin, data: data, admin: strings.TrimSpace(string(tok))}, took, nil
 }
 
+// startProfiled starts larder as startLarder does, with its profiling
+// endpoints on when o asks for profiles.
+func startProfiled(ctx context.Context, o options, data string, extra ...string) (*larder, error) {
+	debug := ""
+	if o.profile != "" {
+		debug = freeAddr()
+		extra = append(extra, "--debug-listen", debug)
+	}
+	l, _, err := startLarder(ctx, o.larder, data, extra...)
+	if err != nil {
+		return nil, err
+	}
+	l.debug = debug
+	return l, nil
+}
+
 // cli runs a larder command on the server's data directory.
 func (l *larder) cli(ctx context.Context, args ...string) (string, error) {
 	return output(ctx, nil, append(append([]string{l.bin}, args...), "--data", l.data)...)
