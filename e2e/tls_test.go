@@ -47,16 +47,20 @@ func selfSigned(t *testing.T) (certFile, keyFile string) {
 	return certFile, keyFile
 }
 
-// TestTLS serves over HTTPS with --tls-cert and --tls-key: Nix pushes and
-// verifies through it (trusting the certificate with NIX_SSL_CERT_FILE),
-// and awscli syncs into it over HTTPS. (The SDK clients' HTTPS-only
-// trailing checksums are tested in internal/s3api and internal/sigv4.)
-func TestTLS(t *testing.T) {
-	t.Parallel()
-	n := needNix(t)
-	certFile, keyFile := selfSigned(t)
+// tlsServer is a larder serving HTTPS, and the client configuration that
+// trusts its certificate.
+type tlsServer struct {
+	*server
+	tls *tls.Config
+}
+
+// startTLSServer starts larder with extra (which gives --tls-cert and
+// --tls-key) on a fresh data directory, trusting certFile, and waits
+// until it answers over HTTPS. It is killed when the test ends.
+func startTLSServer(t *testing.T, certFile string, extra ...string) *tlsServer {
+	t.Helper()
 	data, addr := t.TempDir(), freeAddr(t)
-	cmd := exec.Command(larderBin, "serve", "--data", data, "--listen", addr, "--tls-cert", certFile, "--tls-key", keyFile)
+	cmd := exec.Command(larderBin, append([]string{"serve", "--data", data, "--listen", addr}, extra...)...)
 	log := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = log, log
 	must(t, cmd.Start())
@@ -71,7 +75,9 @@ func TestTLS(t *testing.T) {
 	pem, err := os.ReadFile(certFile)
 	must(t, err)
 	pool.AppendCertsFromPEM(pem)
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	cfg := &tls.Config{RootCAs: pool}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}
+	defer client.CloseIdleConnections()
 	base := "https://" + addr
 	for deadline := time.Now().Add(20 * time.Second); ; {
 		resp, err := client.Get(base + "/_larder/health")
@@ -86,17 +92,30 @@ func TestTLS(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if !strings.Contains(log.String(), "larder is serving "+base) {
-		t.Errorf("the start message does not give the https URL:\n%s", log.String())
-	}
-	srv := &server{URL: base, Host: "127.0.0.1", Addr: addr, Data: data}
 	tok, err := os.ReadFile(filepath.Join(data, "admin-token"))
 	must(t, err)
+	return &tlsServer{tls: cfg, server: &server{URL: base, Host: "127.0.0.1", Addr: addr, Data: data,
+		AdminToken: strings.TrimSpace(string(tok)), log: log, cmd: cmd}}
+}
+
+// TestTLS serves over HTTPS with --tls-cert and --tls-key: Nix pushes and
+// verifies through it (trusting the certificate with NIX_SSL_CERT_FILE),
+// and awscli syncs into it over HTTPS. (The SDK clients' HTTPS-only
+// trailing checksums are tested in internal/s3api and internal/sigv4.)
+func TestTLS(t *testing.T) {
+	t.Parallel()
+	n := needNix(t)
+	certFile, keyFile := selfSigned(t)
+	ts := startTLSServer(t, certFile, "--tls-cert", certFile, "--tls-key", keyFile)
+	srv, base := ts.server, ts.URL
+	if !strings.Contains(ts.log.String(), "larder is serving "+base) {
+		t.Errorf("the start message does not give the https URL:\n%s", ts.log.String())
+	}
 	key := srv.pubkey(t, "main")
 
 	tlsNix := &nix{t: t, home: n.home, caFile: certFile}
 	c := tlsNix.buildPair("tls-" + randomHex(4))
-	tlsNix.withNetrc("127.0.0.1", strings.TrimSpace(string(tok))).run("nix", "copy", "--to", base+"/main?compression=zstd", c.Top)
+	tlsNix.withNetrc("127.0.0.1", srv.AdminToken).run("nix", "copy", "--to", base+"/main?compression=zstd", c.Top)
 	reader := &nix{t: t, home: t.TempDir(), caFile: certFile}
 	reader.run("nix", "store", "verify", "--store", base+"/main", "--trusted-public-keys", key, "-r", c.Top)
 
@@ -112,7 +131,7 @@ func TestTLS(t *testing.T) {
 	if out, err := sync.CombinedOutput(); err != nil {
 		t.Fatalf("aws s3 sync over https: %v\n%s", err, out)
 	}
-	if !regexp.MustCompile(`op=PutObject key=\S+ status=200`).MatchString(log.String()) {
-		t.Errorf("no successful PutObject over https in the log:\n%s", tail(log.String(), 20))
+	if !regexp.MustCompile(`op=PutObject key=\S+ status=200`).MatchString(ts.log.String()) {
+		t.Errorf("no successful PutObject over https in the log:\n%s", tail(ts.log.String(), 20))
 	}
 }

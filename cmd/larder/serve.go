@@ -18,6 +18,7 @@ import (
 	"github.com/larder-cache/larder/internal/buildinfo"
 	"github.com/larder-cache/larder/internal/coalesce"
 	"github.com/larder-cache/larder/internal/config"
+	"github.com/larder-cache/larder/internal/connlimit"
 	"github.com/larder-cache/larder/internal/nixhttp"
 	"github.com/larder-cache/larder/internal/plainhttp"
 	"github.com/larder-cache/larder/internal/s3api"
@@ -47,10 +48,11 @@ func (serveCmd) run(ctx context.Context, e *env, _ []string) error {
 	}
 	cfg := a.Config
 
-	ln, err := net.Listen("tcp", cfg.Listen)
+	tcp, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	ln := limitConnections(tcp, a)
 	nix := nixhttp.New(a.Service, nixhttp.Options{
 		Logger:      a.Log.With("component", "http"),
 		BodyTimeout: time.Duration(cfg.BodyTimeout),
@@ -202,6 +204,19 @@ To push, give Nix a token through a netrc file and copy a closure:
   nix copy --netrc-file "$PWD/larder.netrc" --to '%[2]s/%[1]s' "$(nix-build '<nixpkgs>' -A hello)"
 `, first.Name, base, first.PublicKey, host, a.Config.AdminTokenPath())
 	return nil
+}
+
+// limitConnections bounds the connections ln keeps open to max_connections,
+// answering those past it over plain HTTP with a 503 that names the
+// setting, and exports the count.
+func limitConnections(ln net.Listener, a *app.App) net.Listener {
+	opts := connlimit.Options{Logger: a.Log.With("component", "http"), Refused: a.Metrics.ConnectionRefused}
+	if a.Config.TLSCert == "" {
+		opts.Answer = connlimit.HTTPAnswer(a.Config.MaxConnections, "max_connections")
+	}
+	l := connlimit.New(ln, a.Config.MaxConnections, opts)
+	a.Metrics.Connections(l.Open)
+	return l
 }
 
 // serveDebug serves Go's profiling endpoints on their own listener, apart

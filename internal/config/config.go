@@ -52,6 +52,8 @@ type Config struct {
 
 	FastLookups bool `toml:"fast_lookups" help:"answer narinfo lookups on the plain-HTTP listener with fasthttp, and hand every other request to net/http (false: net/http only)"`
 
+	MaxConnections int `toml:"max_connections" help:"most connections the server keeps open; past it a new one is answered 503 over plain HTTP, closed over TLS (0: no limit)"`
+
 	BodyTimeout     Duration `toml:"body_timeout" help:"how long an upload may send nothing before it is abandoned"`
 	ShutdownTimeout Duration `toml:"shutdown_timeout" help:"how long a stopping server waits for requests in flight"`
 	SyncInterval    Duration `toml:"sync_interval" help:"how often the server picks up changes made by other processes"`
@@ -93,6 +95,7 @@ func Default() Config {
 		MaxDecoderWindow:      64 << 20,
 		DecoderMemory:         256 << 20,
 		DecoderMemoryWait:     Duration(30 * time.Second),
+		MaxConnections:        4096,
 		BodyTimeout:           Duration(time.Minute),
 		ShutdownTimeout:       Duration(30 * time.Second),
 		SyncInterval:          Duration(2 * time.Second),
@@ -180,6 +183,9 @@ func (c *Config) Validate() error {
 		bad("decoder_memory: must be at least max_decoder_window (%s)", c.MaxDecoderWindow)
 	case c.DecoderMemoryWait <= 0:
 		bad("decoder_memory_wait: must be positive")
+	}
+	if c.MaxConnections < 0 {
+		bad("max_connections: must not be negative (0: no limit)")
 	}
 	if c.BlobConcurrency < 1 {
 		bad("blob_concurrency: must be at least 1")

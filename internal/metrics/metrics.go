@@ -47,6 +47,8 @@ type Metrics struct {
 	upNars     *prometheus.CounterVec
 	upNarBytes *prometheus.CounterVec
 	upSkipped  prometheus.Counter
+
+	connRefused prometheus.Counter
 }
 
 // New returns the metrics of a server, with the Go runtime's and the
@@ -129,14 +131,30 @@ func New() *Metrics {
 			Name: "larder_upstream_skipped_paths_total",
 			Help: "Paths recorded as upstream-only: an upstream holds them, so they were neither uploaded nor stored.",
 		}),
+		connRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "larder_http_connections_refused_total",
+			Help: "Connections refused because max_connections were open.",
+		}),
 	}
 	for _, c := range []prometheus.Collector{m.requests, m.duration, m.gcRuns, m.gcDuration, m.gcLast,
 		m.removedPaths, m.removedBytes, m.keptPaths, m.keptBytes, m.overQuota, m.narsDeleted, m.narBytes,
-		m.upLookups, m.upDuration, m.upNars, m.upNarBytes, m.upSkipped} {
+		m.upLookups, m.upDuration, m.upNars, m.upNarBytes, m.upSkipped, m.connRefused} {
 		f(c)
 	}
 	return m
 }
+
+// Connections exports open, the number of connections the server holds
+// open, as larder_http_connections_open. Call it once.
+func (m *Metrics) Connections(open func() int64) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "larder_http_connections_open",
+		Help: "Connections the server holds open (at most max_connections).",
+	}, func() float64 { return float64(open()) }))
+}
+
+// ConnectionRefused counts a connection refused at max_connections.
+func (m *Metrics) ConnectionRefused() { m.connRefused.Inc() }
 
 // Handler serves the metrics in the Prometheus text format.
 func (m *Metrics) Handler() http.Handler {
