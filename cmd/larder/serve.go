@@ -208,15 +208,27 @@ To push, give Nix a token through a netrc file and copy a closure:
 
 // limitConnections bounds the connections ln keeps open to max_connections,
 // answering those past it over plain HTTP with a 503 that names the
-// setting, and exports the count.
+// setting, and exports the count. A few more come in from the loopback:
+// the watchdog's health check (see healthCheck) must pass while the server
+// is full but working, or systemd would restart a server under load.
 func limitConnections(ln net.Listener, a *app.App) net.Listener {
-	opts := connlimit.Options{Logger: a.Log.With("component", "http"), Refused: a.Metrics.ConnectionRefused}
+	opts := connlimit.Options{Logger: a.Log.With("component", "http"), Refused: a.Metrics.ConnectionRefused,
+		Spare: loopbackSpare, Exempt: isLoopback}
 	if a.Config.TLSCert == "" {
 		opts.Answer = connlimit.HTTPAnswer(a.Config.MaxConnections, "max_connections")
 	}
 	l := connlimit.New(ln, a.Config.MaxConnections, opts)
 	a.Metrics.Connections(l.Open)
 	return l
+}
+
+// loopbackSpare is how many connections from the loopback are let in past
+// max_connections.
+const loopbackSpare = 8
+
+func isLoopback(a net.Addr) bool {
+	tcp, ok := a.(*net.TCPAddr)
+	return ok && tcp.IP.IsLoopback()
 }
 
 // serveDebug serves Go's profiling endpoints on their own listener, apart

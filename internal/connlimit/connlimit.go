@@ -2,6 +2,9 @@
 // them everything a client can make it hold per connection: goroutines,
 // read and write buffers, HTTP/2 streams, uploads in flight.
 //
+// A few connections from addresses the caller names (the loopback, for the
+// server's own health checks) are let in past the limit.
+//
 // A connection past the limit is refused as soon as it is accepted, never
 // left waiting in the kernel's queue: over plain HTTP it is answered 503
 // with a message that names the limit, over TLS it is closed. Refusals run
@@ -29,6 +32,10 @@ type Options struct {
 	Refused func()
 	// Logger reports, at most once a minute, that connections are refused.
 	Logger *slog.Logger
+	// Spare connections past the limit are let in from addresses Exempt
+	// reports true for.
+	Spare  int
+	Exempt func(net.Addr) bool
 }
 
 // Listener is a net.Listener that keeps at most max connections open.
@@ -76,7 +83,9 @@ func (l *Listener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		if l.open.Add(1) <= l.max || l.max < 1 {
+		n := l.open.Add(1)
+		if n <= l.max || l.max < 1 ||
+			n <= l.max+int64(l.opts.Spare) && l.opts.Exempt != nil && l.opts.Exempt(c.RemoteAddr()) {
 			return newConn(c, l), nil
 		}
 		l.open.Add(-1)

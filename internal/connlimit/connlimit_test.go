@@ -144,6 +144,36 @@ func TestRefusalOfASilentClientEnds(t *testing.T) {
 	waitFor(t, func() bool { return len(l.refusing) == 0 })
 }
 
+func TestSpareForExempt(t *testing.T) {
+	exempt := true
+	l := listen(t, 1, Options{Spare: 2, Exempt: func(a net.Addr) bool { return exempt }})
+	conns := serve(t, l)
+	for range 3 {
+		dial(t, l)
+		accepted(t, conns)
+	}
+	if l.Open() != 3 {
+		t.Fatalf("open = %d, want 3: the limit and two spare", l.Open())
+	}
+	c := dial(t, l) // past the spare ones too
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if n, err := c.Read(make([]byte, 1)); n != 0 || err == nil || isTimeout(err) {
+		t.Fatalf("past the spare connections: read %d, %v; want it closed", n, err)
+	}
+
+	// Not exempt: the limit alone.
+	exempt = false
+	l2 := listen(t, 1, Options{Spare: 2, Exempt: func(net.Addr) bool { return exempt }})
+	conns2 := serve(t, l2)
+	dial(t, l2)
+	accepted(t, conns2)
+	c = dial(t, l2)
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if n, err := c.Read(make([]byte, 1)); n != 0 || err == nil || isTimeout(err) {
+		t.Fatalf("not exempt: read %d, %v; want it closed", n, err)
+	}
+}
+
 func TestNoLimitCounts(t *testing.T) {
 	l := listen(t, 0, Options{})
 	conns := serve(t, l)
